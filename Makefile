@@ -1,0 +1,79 @@
+# Every target that runs code depends on `setup`, so `make demo` or `make test` is enough on a fresh clone.
+# Public variables (keep stable): DATA STORE RUN VIDEO HEAD ENGINE ARGS.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+DATA ?= data/sample
+STORE ?= data/features.h5
+RUN ?= runs/latest
+VIDEO ?=
+HEAD ?=
+ENGINE ?= local
+VIDEOS ?= 24
+ARGS ?=
+DEMO ?= demo
+
+.PHONY: setup test sample features inspect train-ensemble train-head report predict weights demo bench clean distclean
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; a second `make setup` is a no-op.
+# torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml (pip takes them from local disk here).
+# facenet-pytorch is a test-only reference implementation for MTCNN parity; it pins old torch, hence --no-deps.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
+	@touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+sample: setup
+	$(PY) -m pipeline sample $(DATA) --videos $(VIDEOS) $(ARGS)
+
+features: setup
+	$(PY) -m pipeline features $(DATA) --store $(STORE) $(if $(filter-out local,$(ENGINE)),--engine $(ENGINE)) $(ARGS)
+
+inspect: setup
+	$(PY) -m pipeline inspect $(STORE) $(ARGS)
+
+train-ensemble: setup
+	$(PY) -m pipeline train-ensemble --store $(STORE) --run $(RUN) $(ARGS)
+
+train-head: setup
+	@test -n "$(HEAD)" || { echo "usage: make train-head HEAD=name [STORE=...] [RUN=...]"; exit 2; }
+	$(PY) -m pipeline train-head $(HEAD) --store $(STORE) --run $(RUN) $(ARGS)
+
+report: setup
+	$(PY) -m pipeline report $(RUN) $(ARGS)
+
+predict: setup
+	@test -n "$(VIDEO)" || { echo "usage: make predict VIDEO=path [RUN=...]"; exit 2; }
+	$(PY) -m pipeline predict $(VIDEO) --run $(RUN) $(ARGS)
+
+# For a user who is online now and offline later: puts torchvision's ImageNet ResNet50 in the torch hub cache.
+weights: setup
+	$(PY) -m stages.backbone --fetch
+
+# The whole job on a freshly generated sample dataset. --weights auto: ImageNet if loadable, else random
+# with a loud warning recorded in the store and the report.
+demo: setup
+	$(PY) -m pipeline sample $(DEMO)/data --videos $(VIDEOS) --seed 0
+	$(PY) -m pipeline features $(DEMO)/data --store $(DEMO)/features.h5 --weights auto --frames 8 --crop 112 $(ARGS)
+	$(PY) -m pipeline train-ensemble --store $(DEMO)/features.h5 --run $(DEMO)/run
+	$(PY) -m pipeline report $(DEMO)/run
+	@echo "demo report: $(DEMO)/run/report.html (and report.md)"
+
+bench: setup
+	$(PY) bench/run.py $(ARGS)
+
+clean:
+	rm -rf $(DEMO) runs data/features.h5 .pytest_cache bench/results
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

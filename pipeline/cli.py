@@ -1,0 +1,81 @@
+"""``python -m pipeline COMMAND``: a thin shell around each stage's ``run(config)``.
+
+Commands are modules in ``pipeline.commands`` imported only when used, so ``--help`` stays fast (no torch).
+Each module has ``HELP``, ``configure(parser)`` and ``main(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from pipeline import __version__
+from pipeline.errors import PipelineError
+
+# name -> module under pipeline.commands; the names are the public interface (issues, Makefile, README).
+COMMANDS = {
+    "sample": "sample",
+    "faces": "faces",
+    "features": "features",
+    "inspect": "inspect",
+    "train-ensemble": "train_ensemble",
+    "train-head": "train_head",
+    "report": "report",
+    "predict": "predict",
+}
+
+
+def _formatter() -> type[argparse.HelpFormatter]:
+    try:
+        from rich_argparse import RichHelpFormatter
+        return RichHelpFormatter
+    except ImportError:  # help still works, just plain
+        return argparse.HelpFormatter
+
+
+def _available() -> dict[str, object]:
+    """Command modules that exist in this checkout (later issues add the rest under the same names)."""
+    found = {}
+    for name, module in COMMANDS.items():
+        spec = importlib.util.find_spec(f"pipeline.commands.{module}")
+        if spec is not None:
+            found[name] = module
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = _formatter()
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", formatter_class=fmt,
+        description="Deepfake-video detection: a cached HDF5 feature store (MTCNN faces, ResNet50 features) "
+                    "and an ensemble of temporal heads trained on it.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in _available().items():
+        module = importlib.import_module(f"pipeline.commands.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=fmt)
+        module.configure(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from rich.logging import RichHandler
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(show_path=False, rich_tracebacks=True)])
+    if not getattr(args, "_main", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._main(args) or 0)
+    except PipelineError as exc:
+        from rich.console import Console
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: work finished so far is kept", file=sys.stderr)
+        return 130

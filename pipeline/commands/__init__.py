@@ -1,0 +1,1 @@
+"""One module per CLI command: HELP, configure(parser), main(args) -> int."""

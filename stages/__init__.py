@@ -1,0 +1,1 @@
+"""Stage one (decode, faces, backbone, extraction) and stage two (training)."""
