@@ -44,7 +44,15 @@ def _available() -> dict[str, object]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str] | None) -> str | None:
+    """The command named on the command line, so only its options (and their imports) are built."""
+    for token in sys.argv[1:] if argv is None else argv:
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def build_parser(argv: list[str] | None = None, all_commands: bool = False) -> argparse.ArgumentParser:
     fmt = _formatter()
     parser = argparse.ArgumentParser(
         prog="python -m pipeline", formatter_class=fmt,
@@ -56,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in _available().items():
         module = importlib.import_module(f"pipeline.commands.{module_name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=fmt)
-        module.configure(p)
+        if all_commands or name == _chosen(argv):
+            module.configure(p)
         p.set_defaults(_main=module.main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     from rich.logging import RichHandler
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
