@@ -74,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     from rich.logging import RichHandler
+
+    from pipeline.ui import console
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(show_path=False, rich_tracebacks=True)])
+                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)])
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2

@@ -52,6 +52,14 @@ class Prepared:
     seconds: dict = field(default_factory=dict)
 
 
+# Face options that change speed only, not which crops come out: left out of a store's identity.
+SPEED_ONLY = ("chunk_mb",)
+
+
+def detector_identity(faces: FaceConfig) -> dict:
+    return {k: v for k, v in to_dict(faces).items() if k not in SPEED_ONLY}
+
+
 def package_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform(), "project": __version__,
            "ffmpeg": ffmpeg_version()}
@@ -77,7 +85,7 @@ class FramePipeline:
         w = self.embedder.weights
         return {"schema_version": schema.SCHEMA_VERSION, "backbone": "torchvision.resnet50", "weights": w.name,
                 "weights_sha256": w.sha256, "frames": self.cfg.frames, "crop": self.cfg.crop,
-                "margin": self.faces.margin, "feature_dim": FEATURE_DIM, "detector": to_dict(self.faces),
+                "margin": self.faces.margin, "feature_dim": FEATURE_DIM, "detector": detector_identity(self.faces),
                 "sampling": SAMPLING}
 
     def provenance(self, extra: dict | None = None) -> dict:

@@ -1,0 +1,103 @@
+"""ffmpeg resolution order, probing without ffprobe, and exact evenly spaced frame sampling."""
+from __future__ import annotations
+
+import os
+import stat
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from stages.decode import frame_indices, sample_frames
+from stages.media import MediaError, probe, resolve_ffmpeg
+from tests import clips
+
+
+def _fake_exe(folder, name="ffmpeg"):
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = folder / name
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return exe
+
+
+def test_ffmpeg_binary_env_wins(tmp_path):
+    exe = _fake_exe(tmp_path / "custom", "my-ffmpeg")
+    on_path = _fake_exe(tmp_path / "bin")
+    assert resolve_ffmpeg({"FFMPEG_BINARY": str(exe), "PATH": str(on_path.parent)}) == str(exe)
+
+
+def test_ffmpeg_on_path_comes_second(tmp_path):
+    on_path = _fake_exe(tmp_path / "bin")
+    assert resolve_ffmpeg({"PATH": str(on_path.parent)}) == str(on_path)
+
+
+def test_imageio_ffmpeg_is_the_fallback(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert resolve_ffmpeg({"PATH": str(tmp_path / "empty")}) == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_bad_ffmpeg_binary_env_is_a_clear_error(tmp_path):
+    with pytest.raises(MediaError, match="FFMPEG_BINARY"):
+        resolve_ffmpeg({"FFMPEG_BINARY": str(tmp_path / "nope"), "PATH": ""})
+
+
+def test_frame_indices_span_the_whole_video():
+    idx = frame_indices(300, 16)
+    assert idx[0] == 0 and idx[-1] == 299 and len(set(idx)) == 16
+    assert np.all(np.diff(idx) >= 19) and np.all(np.diff(idx) <= 20)
+    assert list(frame_indices(5, 16)) == [0, 1, 2, 3, 4]          # short: every frame, nothing repeated
+
+
+def test_probe_reads_size_fps_and_exact_frame_count(tmp_path):
+    clip = clips.counter_clip(tmp_path / "c.mp4", 37, size=(48, 64), fps=12)
+    info = probe(clip)
+    assert (info.width, info.height, info.n_frames, info.rotation) == (64, 48, 37, 0)
+    assert info.fps == pytest.approx(12) and info.duration == pytest.approx(37 / 12, abs=0.1)
+
+
+def test_sampled_frames_are_the_exact_evenly_spaced_ones(tmp_path):
+    clip = clips.counter_clip(tmp_path / "c.mp4", 100, fps=10)
+    s = sample_frames(clip, 8)
+    assert list(s.indices) == list(frame_indices(100, 8))
+    means = s.frames.reshape(8, -1).mean(axis=1)
+    assert np.allclose(means, s.indices * 2 % 256, atol=1.5)        # the decoded frame is the indexed one
+    assert np.allclose(s.timestamps, s.indices / 10, atol=1e-3)
+
+
+def test_short_video_gives_all_frames_once(tmp_path):
+    s = sample_frames(clips.counter_clip(tmp_path / "c.mp4", 5), 16)
+    assert list(s.indices) == [0, 1, 2, 3, 4] and len(s.frames) == 5
+
+
+def test_rotation_metadata_is_honoured(tmp_path):
+    frames = np.zeros((6, 40, 80, 3), np.uint8)
+    frames[:, :, :40, 0] = 255                                     # left half red
+    clip = clips.write_frames(tmp_path / "r.mp4", frames, rotate=90)
+    info = probe(clip)
+    assert info.rotation in (90, 270) and (info.width, info.height) == (40, 80)
+    s = sample_frames(clip, 3)
+    assert s.frames.shape == (3, 80, 40, 3)                         # delivered upright (portrait)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda p: clips.empty_file(p / "e.mp4"), "empty file"),
+    (lambda p: clips.text_file(p / "t.mp4"), "not a readable media file"),
+    (lambda p: clips.audio_only(p / "a.m4a"), "no video stream"),
+    (lambda p: p / "missing.mp4", "no such file"),
+])
+def test_bad_inputs_raise_one_line_media_errors(tmp_path, make, reason):
+    with pytest.raises(MediaError, match=reason) as err:
+        sample_frames(make(tmp_path), 4)
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_file_yields_frames_or_a_clear_error(tmp_path):
+    full = clips.counter_clip(tmp_path / "c.mp4", 60, size=(96, 128))
+    cut = clips.truncated(full, tmp_path / "cut.mp4", keep=0.5)
+    try:
+        s = sample_frames(cut, 8)
+    except MediaError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert 0 < len(s.frames) <= 8 and len(set(s.indices)) == len(s.indices)
