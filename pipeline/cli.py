@@ -29,6 +29,7 @@ COMMANDS = {
 def _formatter() -> type[argparse.HelpFormatter]:
     try:
         from rich_argparse import RichHelpFormatter
+        RichHelpFormatter.group_name_formatter = str   # keep "FeatureConfig options" as written
         return RichHelpFormatter
     except ImportError:  # help still works, just plain
         return argparse.HelpFormatter

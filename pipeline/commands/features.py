@@ -20,7 +20,7 @@ def configure(parser) -> None:
     from stages.preprocess import FeatureConfig
     parser.add_argument("data", metavar="DATA", help="dataset root (real/ + fake/, FF++, Celeb-DF, DFDC) or CSV")
     parser.add_argument("--store", default="data/features.h5", help="HDF5 store to create or extend")
-    parser.add_argument("--config", help="TOML file with [features], [faces] and [dataset] tables")
+    parser.add_argument("--config", help="TOML file with tables named features, faces and dataset")
     parser.add_argument("--new", action="store_true",
                         help="start a new store even if STORE exists with another config (old one kept as .bak)")
     parser.add_argument("--retry-failed", action="store_true", help="retry videos recorded as failed")
@@ -30,6 +30,8 @@ def configure(parser) -> None:
     add_options(parser, FeatureConfig)
     add_options(parser, FaceConfig, skip=tuple(_names(FeatureConfig)))
     add_options(parser, DatasetConfig, skip=tuple(_names(FeatureConfig) | _names(FaceConfig)))
+    from stages.ray_engine.config import RayConfig   # options only: Ray itself is imported by --engine ray
+    add_options(parser, RayConfig)
 
 
 def main(args) -> int:
@@ -41,8 +43,6 @@ def main(args) -> int:
     from stages.faces import FaceConfig
     from stages.preprocess import FeatureConfig
 
-    if args.engine != "local":
-        raise PipelineError("--engine ray is not available in this version; use --engine local")
     feat = C.resolve(FeatureConfig, args, args.config, section="features")
     faces = C.resolve(FaceConfig, args, args.config, section="faces")
     dcfg = C.resolve(DatasetConfig, args, args.config, section="dataset")
@@ -57,13 +57,22 @@ def main(args) -> int:
     resolved = {"features": C.to_dict(feat), "faces": C.to_dict(faces), "dataset": C.to_dict(dcfg),
                 "data": str(Path(args.data).resolve()), "store": str(store.resolve()),
                 "command": " ".join(["python -m pipeline", *sys.argv[1:]])}
-    extra = {"config": resolved, "manifest": str(manifest_path.resolve())}
-    _, stats = extract.run(feat, faces, entries, store, new=args.new, retry_failed=args.retry_failed,
-                           provenance_extra=extra, manifest_sha256=digest, quiet=args.json)
+    extra = {"config": resolved, "manifest": str(manifest_path.resolve()), "command": resolved["command"]}
+    common = {"new": args.new, "retry_failed": args.retry_failed, "provenance_extra": extra,
+              "manifest_sha256": digest, "quiet": args.json}
+    if args.engine == "ray":   # imported here only: --engine local never loads Ray
+        from stages import ray_engine
+        rcfg = C.resolve(ray_engine.RayConfig, args, args.config, section="ray")
+        resolved["ray"] = C.to_dict(rcfg)
+        _, stats = ray_engine.run(feat, faces, rcfg, entries, store, **common)
+        rows = extract.stats_rows(stats) + ray_engine.report_rows(stats)
+    else:
+        _, stats = extract.run(feat, faces, entries, store, **common)
+        rows = extract.stats_rows(stats)
     store.with_name(store.name + ".config.json").write_text(json.dumps(resolved, indent=2) + "\n")
     if args.json:
         print(json.dumps({"store": str(store), **{k: (dict(v) if hasattr(v, "items") else v)
                                                     for k, v in vars(stats).items()}}, indent=2))
     else:
-        console.print(kv_table(f"stage one: {store}", extract.stats_rows(stats)))
+        console.print(kv_table(f"stage one: {store}", rows))
     return 0

@@ -12,7 +12,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from pipeline.config import add_options
     from pipeline.report import ReportConfig
     parser.add_argument("run", metavar="RUN", help="training run folder (holds run.json and predictions.csv)")
-    parser.add_argument("--config", metavar="FILE", help="TOML file; its [report] table (or top level) sets options")
+    parser.add_argument("--config", metavar="FILE", help="TOML file; its 'report' table (or top level) sets options")
     add_options(parser, ReportConfig)
 
 
