@@ -52,6 +52,7 @@ class VideoResult:
     frame_index: np.ndarray | None = None  # (T,) int32
     timestamp: np.ndarray | None = None   # (T,) float64
     info: dict = field(default_factory=dict)   # video_frames, fps, width, height
+    crops: np.ndarray | None = None       # (K, C, C, 3) uint8 face crops of the valid frames; never stored
 
 
 def now() -> str:

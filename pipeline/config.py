@@ -75,7 +75,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, 
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         kind = types[f.name]
-        help_text = f"{f.metadata.get('help', '')} (default: {shown})"
+        help_text = f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%")   # argparse formats help
         if kind is bool:
             group.add_argument(_option_name(f.name), dest=f.name, default=None,
                                action=argparse.BooleanOptionalAction, help=help_text)

@@ -7,7 +7,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Table
 from rich.text import Text
 
-console = Console(stderr=True)
+console = Console(stderr=True)   # progress and logs
+out = Console()                  # a command's result for people (tables); machines use --json instead
 
 
 class RateColumn(ProgressColumn):

@@ -32,6 +32,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURE_DIM = 2048
 RANDOM_SEED = 0
+MIN_BATCH = 8
 
 
 class WeightsError(PipelineError):
@@ -206,11 +207,19 @@ class Embedder:
         return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """(N, C, C, 3) uint8 -> (N, 2048) float16."""
+        """(N, C, C, 3) uint8 -> (N, 2048) float16.
+
+        A crop's features must not depend on which batch it lands in (``predict`` must reproduce the store
+        bit for bit). oneDNN picks another convolution algorithm for a batch of one, whose fp32 results
+        differ in the last bits, so short chunks are padded to MIN_BATCH images (measured: batches of 2 and
+        more agree exactly with each other; the test suite checks predict against the store)."""
         out = np.empty((len(crops), FEATURE_DIM), dtype=np.float16)
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start:start + self.batch_size]
-            out[start:start + len(chunk)] = self._forward(chunk, self.precision).cpu().numpy()
+            n = len(chunk)
+            if n < MIN_BATCH:
+                chunk = np.concatenate([chunk, np.zeros((MIN_BATCH - n, *chunk.shape[1:]), chunk.dtype)])
+            out[start:start + n] = self._forward(chunk, self.precision)[:n].cpu().numpy()
         return out
 
 

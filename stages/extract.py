@@ -74,13 +74,18 @@ def decoded(pipe: FramePipeline, entries: Sequence, depth: int, stop: threading.
                 thread.join(0.05)
 
 
-def results(pipe: FramePipeline, entries: Sequence, depth: int = 2) -> Iterator[list[VideoResult]]:
-    """Batches of finished videos; a batch closes when it holds ``batch_size`` crops or input ends."""
+def results(pipe: FramePipeline, entries: Sequence, depth: int = 2, source: Iterable | None = None,
+            keep_crops: bool = False) -> Iterator[list[VideoResult]]:
+    """Batches of finished videos; a batch closes when it holds ``batch_size`` crops or input ends.
+    ``source`` replaces the decode thread with another iterable of (entry, SampledFrames | MediaError);
+    ``keep_crops`` leaves each video's face crops on ``result.crops`` (for explanations)."""
     stop = threading.Event()
     batch: list[Prepared] = []
     crops = 0
-    for entry, sampled in decoded(pipe, entries, depth, stop):
+    for entry, sampled in (decoded(pipe, entries, depth, stop) if source is None else source):
         prepared = prepare_entry(pipe, entry, sampled)
+        if keep_crops:
+            prepared.result.crops = prepared.crops
         batch.append(prepared)
         crops += 0 if prepared.crops is None else len(prepared.crops)
         if crops >= pipe.cfg.batch_size:

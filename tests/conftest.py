@@ -29,3 +29,37 @@ def cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.C
     if check and res.returncode != 0:
         raise AssertionError(f"pipeline {' '.join(args)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
     return res
+
+
+SMALL_ENSEMBLE = """
+epochs = 4
+patience = 4
+threads = 1
+[[members]]
+name = "lstm"
+head = "lstm"
+seed = 0
+options = { hidden = 16 }
+[[members]]
+name = "bigru-attn"
+head = "bigru-attn"
+seed = 1
+options = { hidden = 16, attn_dim = 8, fc = 16 }
+[[members]]
+name = "meanpool"
+head = "meanpool"
+seed = 2
+"""
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_dataset, tmp_path_factory) -> dict:
+    """A store of the sample dataset and a small trained ensemble on it (what the demo does, smaller)."""
+    base = tmp_path_factory.mktemp("run")
+    store, run = base / "f.h5", base / "run"
+    # 112 px crops: ResNet50's last block is then 4x4, enough for a Grad-CAM map with a place in it
+    cli("features", str(sample_dataset), "--store", str(store), *FAST, "--crop", "112")
+    config = base / "ensemble.toml"
+    config.write_text(SMALL_ENSEMBLE)
+    cli("train-ensemble", "--store", str(store), "--run", str(run), "--config", str(config))
+    return {"store": store, "run": run, "data": sample_dataset}

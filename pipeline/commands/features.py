@@ -38,7 +38,7 @@ def main(args) -> int:
     from pipeline import config as C
     from pipeline.datasets import DatasetConfig, load_manifest, manifest_sha256, write_manifest
     from pipeline.errors import PipelineError
-    from pipeline.ui import console, kv_table
+    from pipeline.ui import kv_table, out
     from stages import extract
     from stages.faces import FaceConfig
     from stages.preprocess import FeatureConfig
@@ -74,5 +74,5 @@ def main(args) -> int:
         print(json.dumps({"store": str(store), **{k: (dict(v) if hasattr(v, "items") else v)
                                                     for k, v in vars(stats).items()}}, indent=2))
     else:
-        console.print(kv_table(f"stage one: {store}", rows))
+        out.print(kv_table(f"stage one: {store}", rows))
     return 0
