@@ -71,6 +71,7 @@ class FeatureStore:
         self.identity: dict = json.loads(self._f.attrs["identity"])
         self.capacity, self.frames, self.dim = self._f["features"].shape
         self._records: list[VideoRecord] | None = None
+        self._row_by_id: dict[str, int] | None = None
 
     @classmethod
     def open(cls, path: str | Path) -> "FeatureStore":
@@ -112,14 +113,19 @@ class FeatureStore:
                 and (label is None or r.label == label)]
 
     def record(self, video_id: str) -> VideoRecord:
-        for r in self.records():
+        return self.records()[self._index_of(video_id)]
+
+    def _index_of(self, video_id: str) -> int:
+        for i, r in enumerate(self.records()):
             if r.video_id == video_id:
-                return r
+                return i
         raise StoreError(f"video {video_id!r} is not in {self.path}")
 
     # ---- arrays -------------------------------------------------------------------------------------------
     def _rows_of(self, video_ids: Iterable[str]) -> np.ndarray:
-        by_id = {r.video_id: r.row for r in self.records()}
+        if self._row_by_id is None:
+            self._row_by_id = {r.video_id: r.row for r in self.records()}
+        by_id = self._row_by_id
         missing = [v for v in video_ids if v not in by_id]
         if missing:
             raise StoreError(f"{len(missing)} video(s) not in {self.path}, e.g. {missing[0]!r}")

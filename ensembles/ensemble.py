@@ -1,0 +1,239 @@
+"""The ensemble: members (a head, its options and seed), each wrapped with its standardisation, averaged.
+
+An ensemble's prediction is the mean of its members' softmax outputs. A trained run folder (layout pinned in
+notes/interfaces.md, "Training run folder") is loaded with ``load_run(run_dir, device)``; its ``predict``
+takes raw store features, because each member carries the per-feature standardisation fitted on the
+training split.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ensembles.checkpoint import CheckpointError, load_checkpoint
+from ensembles.registry import HeadError, create_head, head_options
+from pipeline.config import ConfigError, read_file
+from pipeline.errors import PipelineError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# What must match between the store a run was trained on and the features it is given (see
+# stages.preprocess.FramePipeline.identity): same backbone weights, frames, crops and detector.
+IDENTITY_KEYS = ("schema_version", "backbone", "weights_sha256", "frames", "crop", "feature_dim", "detector",
+                 "margin", "sampling")
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    name: str                     # folder under RUN/members/ and the model name in predictions.csv
+    head: str                     # a registered head (ensembles.registry.list_heads())
+    options: dict = field(default_factory=dict)   # head options; in_dim comes from the store
+    seed: int = 0
+    in_ensemble: bool = True      # averaged into "ensemble"; train-head adds members outside it by default
+
+    def validate(self) -> "MemberSpec":
+        if not _NAME.match(self.name) or self.name == "ensemble":
+            raise ConfigError(f"member name {self.name!r}: use letters, digits, '.', '_' or '-' "
+                              f"(at most 64, not 'ensemble')")
+        try:
+            known = head_options(self.head)
+        except HeadError as exc:
+            raise ConfigError(f"member {self.name!r}: {exc}") from exc
+        unknown = sorted(set(self.options) - set(known) | ({"in_dim"} & set(self.options)))
+        if unknown:
+            raise ConfigError(f"member {self.name!r}: head {self.head!r} takes no option(s) {', '.join(unknown)} "
+                              f"(in_dim comes from the store); options: "
+                              f"{', '.join(k for k in known if k != 'in_dim')}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MemberSpec":
+        try:
+            return cls(str(d["name"]), str(d["head"]), dict(d.get("options") or {}), int(d.get("seed", 0)),
+                       bool(d.get("in_ensemble", True))).validate()
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"member entry {d!r}: needs name, head, and optionally options, seed") from exc
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    members: tuple[MemberSpec, ...]
+
+    def validate(self) -> "EnsembleConfig":
+        names = [m.name for m in self.members]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"member names must be unique; repeated: {', '.join(dupes)}")
+        if not any(m.in_ensemble for m in self.members):
+            raise ConfigError("the ensemble needs at least one member with in_ensemble = true")
+        return self
+
+
+# The attention-ensemble seed (Bi-LSTM 768, Bi-LSTM 512, Bi-GRU 768) plus the two single-direction seeds.
+DEFAULT_MEMBERS = (
+    MemberSpec("bilstm-attn-768", "bilstm-attn", {"hidden": 768}, seed=0),
+    MemberSpec("bilstm-attn-512", "bilstm-attn", {"hidden": 512}, seed=1),
+    MemberSpec("bigru-attn-768", "bigru-attn", {"hidden": 768}, seed=2),
+    MemberSpec("lstm", "lstm", {}, seed=3),
+    MemberSpec("gru", "gru", {}, seed=4),
+)
+
+
+def read_ensemble_config(path: str | Path | None) -> EnsembleConfig:
+    """``[[members]]`` tables of a TOML file (name, head, seed, options = {...}); the default without one."""
+    data = read_file(path) if path is not None else {}
+    entries = data.get("members")
+    if entries is None:
+        return EnsembleConfig(DEFAULT_MEMBERS).validate()
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: 'members' must be a non-empty array of tables ([[members]])")
+    return EnsembleConfig(tuple(MemberSpec.from_dict(e) for e in entries)).validate()
+
+
+def identity_differences(expected: dict, actual: dict) -> list[str]:
+    """Identity fields that differ between two store provenances, as 'key: a != b' lines."""
+    return [f"{k}: {expected.get(k)!r} != {actual.get(k)!r}" for k in IDENTITY_KEYS
+            if expected.get(k) != actual.get(k)]
+
+
+class Member(nn.Module):
+    """A head behind the per-feature standardisation fitted on the training split (saved in its buffers)."""
+
+    def __init__(self, head: nn.Module, dim: int):
+        super().__init__()
+        self.head = head
+        self.register_buffer("mean", torch.zeros(dim))   # (D,)
+        self.register_buffer("std", torch.ones(dim))     # (D,)
+
+    def set_standardisation(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def _standardise(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        z = (x.float() - self.mean) / self.std                    # (B, T, D)
+        return torch.where(mask.unsqueeze(-1), z, torch.zeros((), device=z.device))   # padding: exact 0
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mask = mask.bool()
+        return self.head(self._standardise(x, mask), mask)       # (B, 2)
+
+    def attention(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        if not hasattr(self.head, "attention"):
+            return None
+        mask = mask.bool()
+        return self.head.attention(self._standardise(x, mask), mask)   # (B, T)
+
+
+def build_member(spec: MemberSpec, dim: int) -> Member:
+    return Member(create_head(spec.head, in_dim=dim, **spec.options), dim)
+
+
+@torch.no_grad()
+def member_outputs(member: Member, features, mask, device: torch.device | str = "cpu", batch_size: int = 256,
+                   attention: bool = False) -> torch.Tensor:
+    """Logits (N, 2) on the CPU, or attention weights (N, T) with ``attention``.
+
+    Videos without a valid frame are never run through the model: their logits are 0 (probability 0.5).
+    """
+    features = torch.as_tensor(np.asarray(features)) if not torch.is_tensor(features) else features
+    mask = torch.as_tensor(np.asarray(mask, dtype=bool)) if not torch.is_tensor(mask) else mask.bool()
+    n, t = mask.shape
+    out = torch.zeros((n, t) if attention else (n, 2), dtype=torch.float32)
+    rows = torch.nonzero(mask.any(1)).squeeze(1)                  # videos with at least one face
+    member.eval()
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start:start + batch_size]
+        x = features[idx].to(device, non_blocking=True)           # (b, T, D) raw store features
+        m = mask[idx].to(device)
+        res = member.attention(x, m) if attention else member(x, m)
+        out[idx] = res.float().cpu()
+    return out
+
+
+def probabilities(logits: torch.Tensor) -> np.ndarray:
+    """(N, 2) logits -> (N,) probability of fake, float64."""
+    return logits.double().softmax(-1)[:, 1].numpy()
+
+
+class Ensemble:
+    """Trained members of one run; ``predict`` gives every member's and the ensemble's prob_fake."""
+
+    def __init__(self, members: dict[str, Member], in_ensemble: list[str], info: dict,
+                 device: torch.device | str = "cpu"):
+        self.members, self.in_ensemble, self.info = members, in_ensemble, info
+        self.device = torch.device(device)
+
+    @property
+    def store(self) -> dict:
+        return self.info["store"]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.info.get("threshold") or 0.5)
+
+    def check_store(self, provenance: dict) -> None:
+        """Refuse features from a store (or a preprocessing config) other than the one trained on."""
+        diff = identity_differences(self.store, provenance)
+        if diff:
+            raise PipelineError("features do not match the store this run was trained on (" + "; ".join(diff) + ")")
+
+    def predict(self, features, mask, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """features (N, T, D) raw store features, mask (N, T) -> {model: prob_fake (N,)} incl. "ensemble"."""
+        out = {name: probabilities(member_outputs(m, features, mask, self.device, batch_size))
+               for name, m in self.members.items()}
+        out["ensemble"] = np.mean([out[name] for name in self.in_ensemble], axis=0)
+        return out
+
+    def attention(self, features, mask, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """{member: per-frame attention weights (N, T)} for members with an attention head."""
+        return {name: member_outputs(m, features, mask, self.device, batch_size, attention=True).numpy()
+                for name, m in self.members.items() if hasattr(m.head, "attention")}
+
+
+def load_member(path: str | Path, device: torch.device | str = "cpu") -> tuple[MemberSpec, Member, dict]:
+    """A member from its checkpoint (weights only: see ensembles.checkpoint)."""
+    ckpt = load_checkpoint(path, map_location=device)
+    try:
+        spec = MemberSpec.from_dict(ckpt["member"])
+        member = build_member(spec, int(ckpt["store"]["feature_dim"]))
+        member.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: checkpoint does not describe a usable member ({exc})") from exc
+    return spec, member.to(device).eval(), ckpt
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Ensemble:
+    """The trained ensemble in ``run_dir`` (every member's best.pt), ready for ``predict``."""
+    run_dir = Path(run_dir)
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise PipelineError(f"{run_dir} is not a training run (no run.json); train one with `make train-ensemble`")
+    info = json.loads(path.read_text())
+    if info.get("status") != "complete":
+        raise PipelineError(f"{run_dir}: training has not finished (status {info.get('status')!r}); "
+                            f"continue it with `train-ensemble --resume --run {run_dir}`")
+    members, in_ensemble = {}, []
+    for entry in info["members"]:
+        spec, member, ckpt = load_member(run_dir / "members" / entry["name"] / "best.pt", device)
+        diff = identity_differences(info["store"], ckpt["store"])
+        if diff:
+            raise CheckpointError(f"member {spec.name} was trained on another store than {run_dir}: {'; '.join(diff)}")
+        members[spec.name] = member
+        if entry.get("in_ensemble", True):
+            in_ensemble.append(spec.name)
+    return Ensemble(members, in_ensemble, info, device)
+
+
+__all__ = ["DEFAULT_MEMBERS", "Ensemble", "EnsembleConfig", "Member", "MemberSpec", "build_member",
+           "load_member", "load_run", "member_outputs", "probabilities", "read_ensemble_config"]
