@@ -10,15 +10,14 @@ the folder. A process killed at any instant leaves either the old checkpoint or 
 """
 from __future__ import annotations
 
-import os
 import pickle
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pipeline.atomic import atomic_file
 from pipeline.errors import PipelineError
 
 FORMAT = "deepfake-ensemble/member-checkpoint"
@@ -29,35 +28,11 @@ class CheckpointError(PipelineError):
     """A checkpoint that is missing, unreadable, of another format, or holds a pickled object."""
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_path(path: Path) -> Path:
-    """A fresh name beside ``path`` (same filesystem, so the rename is atomic); unlike mkstemp, a file
-    opened under it gets the usual permissions of the user's umask."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (plus format and version) to ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "xb") as fh:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_file(path, "xb") as fh:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, fh)
     return path
 
 

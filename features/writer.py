@@ -21,6 +21,7 @@ import numpy as np
 
 from features import schema
 from features.store import StoreError, open_h5
+from pipeline.atomic import fsync_path
 
 log = logging.getLogger(__name__)
 # Test-only fault injection: "PHASE:N" kills this process with SIGKILL inside the N-th commit, PHASE being
@@ -57,14 +58,6 @@ class VideoResult:
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WriterLock:

@@ -53,7 +53,7 @@ class Prepared:
 
 
 # Face options that change speed only, not which crops come out: left out of a store's identity.
-SPEED_ONLY = ("chunk_mb",)
+SPEED_ONLY = ("chunk_mb", "cpu_engine")
 
 
 def detector_identity(faces: FaceConfig) -> dict:

@@ -18,16 +18,15 @@ import datetime as _dt
 import io
 import json
 import math
-import os
 import platform
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from ensembles.checkpoint import temp_path
 from ensembles.compare import StatsError, auc, roc_points
 from ensembles.ensemble import identity_differences
+from pipeline.atomic import atomic_file
 from pipeline.errors import PipelineError
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_auc", "train_acc", "val_loss", "val_auc", "val_acc", "lr")
@@ -37,17 +36,8 @@ EVAL_SPLITS = ("val", "test")
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "x", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "x", newline="") as fh:
+        fh.write(text)
     return path
 
 
