@@ -12,7 +12,7 @@ RUN ?= runs/latest
 VIDEO ?=
 HEAD ?=
 ENGINE ?= local
-VIDEOS ?= 24
+VIDEOS ?= 32
 ARGS ?=
 DEMO ?= demo
 
@@ -23,9 +23,10 @@ setup: $(STAMP)
 # Re-installs only when pyproject.toml changes; a second `make setup` is a no-op.
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml (pip takes them from local disk here).
 # facenet-pytorch is a test-only reference implementation for MTCNN parity; it pins old torch, hence --no-deps.
+# The ray extra (stage one on Ray Data) is installed here so the test suite exercises --engine ray.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,ray]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
 	@touch $@
 

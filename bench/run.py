@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# bench/ is first on sys.path when this runs as a script: drop it so find_spec("ray") finds Ray, not bench/ray.py
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 # name -> (script, extra args for --quick)
 BENCHES = {
     "decode": ("decode.py", ["--repeat", "1"]),

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._main(args) or 0)
     except PipelineError as exc:
         from rich.console import Console
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape   # "pip install '.[ray]'" and paths with brackets must print as they are
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         print("interrupted: work finished so far is kept", file=sys.stderr)
