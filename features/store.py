@@ -113,12 +113,9 @@ class FeatureStore:
                 and (label is None or r.label == label)]
 
     def record(self, video_id: str) -> VideoRecord:
-        return self.records()[self._index_of(video_id)]
-
-    def _index_of(self, video_id: str) -> int:
-        for i, r in enumerate(self.records()):
+        for r in self.records():
             if r.video_id == video_id:
-                return i
+                return r
         raise StoreError(f"video {video_id!r} is not in {self.path}")
 
     # ---- arrays -------------------------------------------------------------------------------------------
