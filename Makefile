@@ -12,7 +12,7 @@ RUN ?= runs/latest
 VIDEO ?=
 HEAD ?=
 ENGINE ?= local
-VIDEOS ?= 32
+VIDEOS ?= 48
 ARGS ?=
 DEMO ?= demo
 
@@ -64,7 +64,7 @@ weights: setup
 # with a loud warning recorded in the store and the report.
 demo: setup
 	$(PY) -m pipeline sample $(DEMO)/data --videos $(VIDEOS) --seed 0
-	$(PY) -m pipeline features $(DEMO)/data --store $(DEMO)/features.h5 --weights auto --frames 8 --crop 112 $(ARGS)
+	$(PY) -m pipeline features $(DEMO)/data --store $(DEMO)/features.h5 --weights auto --frames 16 --crop 112 $(ARGS)
 	$(PY) -m pipeline train-ensemble --store $(DEMO)/features.h5 --run $(DEMO)/run
 	$(PY) -m pipeline report $(DEMO)/run
 	@echo "demo report: $(DEMO)/run/report.html (and report.md)"
