@@ -101,15 +101,21 @@ def extract(pipe: FramePipeline, writer: StoreWriter, todo: Sequence, progress=N
     stats = stats or RunStats()
     t0 = time.perf_counter()
     for batch in results(pipe, todo, pipe.cfg.prefetch):
-        writer.commit(batch)
-        for res in batch:
-            stats.add(res)
-            if res.status == schema.FAILED:
-                log.warning("%s: %s", res.video_id, res.reason)
-        stats.seconds = time.perf_counter() - t0
-        if progress is not None:
-            progress.update(task, advance=len(batch), frames=stats.frames, seconds=stats.seconds)
+        commit_batch(writer, batch, stats, t0, progress, task)
     return stats
+
+
+def commit_batch(writer: StoreWriter, batch: Sequence[VideoResult], stats: RunStats, t0: float,
+                 progress=None, task=None) -> None:
+    """Commit finished videos, count them, log failures and move the progress bar (every engine)."""
+    writer.commit(batch)
+    for res in batch:
+        stats.add(res)
+        if res.status == schema.FAILED:
+            log.warning("%s: %s", res.video_id, res.reason)
+    stats.seconds = time.perf_counter() - t0
+    if progress is not None:
+        progress.update(task, advance=len(batch), frames=stats.frames, seconds=stats.seconds)
 
 
 def run(cfg, faces, entries: Sequence, store: str | Path, *, new: bool = False, retry_failed: bool = False,

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from features import schema
 from features.writer import StoreWriter, WriterLock
 from pipeline.errors import PipelineError
-from stages.extract import RunStats
+from stages.extract import RunStats, commit_batch
 from stages.ray_engine import rows, workers
 from stages.ray_engine.cluster import Plan, connect, make_plan
 from stages.ray_engine.config import RayConfig, require_ray
@@ -127,15 +126,8 @@ def consume(batches: Iterable[dict], writer: StoreWriter, stats: RayRunStats, pr
             seen.add(res.video_id)
             results.append(res)
             keep.append(i)
-        writer.commit(results)
+        commit_batch(writer, results, stats, t0, progress, task)
         tally.add(batch, keep)
-        for res in results:
-            stats.add(res)
-            if res.status == schema.FAILED:
-                log.warning("%s: %s", res.video_id, res.reason)
-        stats.seconds = time.perf_counter() - t0
-        if progress is not None:
-            progress.update(task, advance=len(results), frames=stats.frames, seconds=stats.seconds)
     return tally
 
 
