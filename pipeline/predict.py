@@ -6,7 +6,6 @@ load now differs (for instance other backbone weights), so a prediction sees wha
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -107,11 +106,6 @@ def pipeline_for_run(store_prov: dict, device: str = "auto") -> FramePipeline:
         raise PipelineError(f"preprocessing available now differs from the run's store ({detail}); "
                             "predictions would not be comparable")
     return pipe
-
-
-def load_threshold(run_dir: Path) -> float:
-    run = json.loads((run_dir / "run.json").read_text())
-    return float(run.get("threshold", 0.5))
 
 
 def judge(res: VideoResult, ensemble, threshold: float, seconds: float) -> Prediction:

@@ -118,6 +118,19 @@ def commit_batch(writer: StoreWriter, batch: Sequence[VideoResult], stats: RunSt
         progress.update(task, advance=len(batch), frames=stats.frames, seconds=stats.seconds)
 
 
+def start_run(writer: StoreWriter, entries: Sequence, manifest_sha256: str, retry_failed: bool) -> list:
+    """Record the manifest, apply its label/split changes to stored videos, and return what is left to do."""
+    if manifest_sha256:
+        writer.set_manifest_sha256(manifest_sha256)
+    relabelled = writer.sync_metadata(entries)
+    if relabelled:
+        log.info("updated label/split/group of %d stored videos from the manifest", relabelled)
+    todo = writer.todo(entries, retry_failed)
+    if len(todo) < len(entries):
+        log.info("%d of %d videos already in %s: skipped", len(entries) - len(todo), len(entries), writer.path)
+    return todo
+
+
 def run(cfg, faces, entries: Sequence, store: str | Path, *, new: bool = False, retry_failed: bool = False,
         provenance_extra: dict | None = None, manifest_sha256: str = "", quiet: bool = False) -> tuple[Path, RunStats]:
     """Extract features of ``entries`` into ``store``; skips videos already complete there."""
@@ -125,15 +138,8 @@ def run(cfg, faces, entries: Sequence, store: str | Path, *, new: bool = False, 
     store = Path(store)
     pipe = FramePipeline(cfg, faces)
     with StoreWriter(store, pipe.provenance(provenance_extra), pipe.identity(), entries, new=new) as writer:
-        if manifest_sha256:
-            writer.set_manifest_sha256(manifest_sha256)
-        relabelled = writer.sync_metadata(entries)
-        if relabelled:
-            log.info("updated label/split/group of %d stored videos from the manifest", relabelled)
-        todo = writer.todo(entries, retry_failed)
+        todo = start_run(writer, entries, manifest_sha256, retry_failed)
         stats = RunStats(total=len(entries), skipped=len(entries) - len(todo))
-        if stats.skipped:
-            log.info("%d of %d videos already in %s: skipped", stats.skipped, len(entries), store)
         with video_progress(disable=quiet) as progress:
             task = progress.add_task("features", total=len(todo), frames=0, seconds=0.0)
             extract(pipe, writer, todo, progress, task, stats)

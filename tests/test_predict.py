@@ -50,7 +50,7 @@ def test_predict_table_and_csv(trained_run):
 def test_explain_writes_a_png_with_concentrated_heatmaps_and_attention(trained_run, tmp_path):
     from ensembles.ensemble import load_run
     from pipeline.explain import explain_video
-    from pipeline.predict import find_videos, judge, load_threshold, pipeline_for_run
+    from pipeline.predict import find_videos, judge, pipeline_for_run
     from stages.extract import results
 
     run, data = trained_run["run"], trained_run["data"]
@@ -61,7 +61,7 @@ def test_explain_writes_a_png_with_concentrated_heatmaps_and_attention(trained_r
     pipe = pipeline_for_run(json.loads((run / "run.json").read_text())["store"], "cpu")
     target = find_videos([sorted((data / "fake").glob("*.mp4"))[0]])
     res = next(iter(results(pipe, target, keep_crops=True)))[0]
-    pred = judge(res, ensemble, load_threshold(run), 0.0)
+    pred = judge(res, ensemble, ensemble.threshold, 0.0)
     path, cams, att = explain_video(res, pred, pipe, ensemble, tmp_path)
     assert path.stat().st_size > 10_000
     assert cams.shape == (res.mask.sum(), 112, 112)

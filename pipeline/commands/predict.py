@@ -46,18 +46,15 @@ def _print_table(preds, threshold: float) -> None:
 def main(args) -> int:
     from features.writer import StoreWriter
     from pipeline.errors import PipelineError
-    from pipeline.predict import find_videos, load_threshold, pipeline_for_run, predict
+    from ensembles.ensemble import load_run
+    from pipeline.predict import find_videos, pipeline_for_run, predict
     from pipeline.ui import console, video_progress
+    from stages.backbone import resolve_device
 
     run_dir = Path(args.run)
-    if not (run_dir / "run.json").is_file():
-        raise PipelineError(f"{run_dir} is not a training run (no run.json); train one with make train-ensemble")
-    from ensembles.ensemble import load_run
-    from stages.backbone import resolve_device
-    ensemble = load_run(run_dir, device=resolve_device(args.device))
-    threshold = load_threshold(run_dir)
-    store_prov = json.loads((run_dir / "run.json").read_text())["store"]
-    pipe = pipeline_for_run(store_prov, args.device)
+    ensemble = load_run(run_dir, device=resolve_device(args.device))   # one-line error if not a finished run
+    threshold = ensemble.threshold
+    pipe = pipeline_for_run(ensemble.store, args.device)
     targets = find_videos(args.paths)
     if not targets:
         raise PipelineError("no videos to judge")

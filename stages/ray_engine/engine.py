@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 from features.writer import StoreWriter, WriterLock
 from pipeline.errors import PipelineError
-from stages.extract import RunStats, commit_batch
+from stages.extract import RunStats, commit_batch, start_run
 from stages.ray_engine import rows, workers
 from stages.ray_engine.cluster import Plan, connect, make_plan
 from stages.ray_engine.config import RayConfig, require_ray
@@ -150,15 +150,8 @@ def run(cfg, faces, rcfg: RayConfig, entries: Sequence, store: str | Path, *, ne
                 "precision": found["precision"]}
         prov = {**found["provenance"], **(provenance_extra or {}), "extraction_engine": info}
         with StoreWriter(store, prov, found["identity"], entries, new=new) as writer:
-            if manifest_sha256:
-                writer.set_manifest_sha256(manifest_sha256)
-            relabelled = writer.sync_metadata(entries)
-            if relabelled:
-                log.info("updated label/split/group of %d stored videos from the manifest", relabelled)
-            todo = writer.todo(entries, retry_failed)
+            todo = start_run(writer, entries, manifest_sha256, retry_failed)
             stats = RayRunStats(total=len(entries), skipped=len(entries) - len(todo), ray=info)
-            if stats.skipped:
-                log.info("%d of %d videos already in %s: skipped", stats.skipped, len(entries), store)
             with video_progress(disable=quiet) as progress:
                 bar = progress.add_task("features (ray)", total=len(todo), frames=0, seconds=0.0)
                 if todo:
