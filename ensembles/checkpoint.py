@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from pipeline.atomic import atomic_file
-from pipeline.errors import PipelineError
+from pipeline.core.atomic import atomic_file
+from pipeline.core.errors import PipelineError
 
 FORMAT = "deepfake-ensemble/member-checkpoint"
 VERSION = 1

@@ -133,6 +133,23 @@ def roc_points(y, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return fpr, tpr, np.r_[np.inf, s[last]]
 
 
+def pr_points(y, score) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) at every distinct score, from (0, 1); fake when score >= threshold."""
+    y = _binary_labels(y)
+    score = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-score, kind="mergesort")
+    s, yy = score[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]      # last index of each run of equal scores
+    tps = np.cumsum(yy)[last]
+    return np.r_[0.0, tps / max(tps[-1], 1)], np.r_[1.0, tps / (last + 1)]
+
+
+def average_precision(y, score) -> float:
+    """Step-wise area under precision-recall, sum_n (R_n - R_n-1) P_n (scikit-learn's definition)."""
+    recall, precision = pr_points(y, score)
+    return float(np.sum(np.diff(recall) * precision[1:]))
+
+
 def eer(y, score) -> tuple[float, float]:
     """Equal error rate and its threshold: where the false-positive rate equals the miss rate (1 - TPR).
 

@@ -1,13 +1,12 @@
 """The ensemble: members (a head, its options and seed), each wrapped with its standardisation, averaged.
 
-An ensemble's prediction is the mean of its members' softmax outputs. A trained run folder (layout pinned in
-notes/interfaces.md, "Training run folder") is loaded with ``load_run(run_dir, device)``; its ``predict``
-takes raw store features, because each member carries the per-feature standardisation fitted on the
-training split.
+An ensemble's prediction is the mean of its members' softmax outputs (``ensemble_mean``, the one place it is
+computed). A trained run folder is loaded with ``ensembles.run_folder.load_run(run_dir, device)``; its
+``predict`` takes raw store features, because each member carries the per-feature standardisation fitted on
+the training split.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,14 +18,10 @@ from torch import nn
 
 from ensembles.checkpoint import CheckpointError, load_checkpoint
 from ensembles.registry import HeadError, create_head, head_options
-from pipeline.config import ConfigError, read_file
-from pipeline.errors import PipelineError
+from pipeline.core.config import ConfigError, read_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# What must match between the store a run was trained on and the features it is given (see
-# stages.preprocess.FramePipeline.identity): same backbone weights, frames, crops and detector.
-IDENTITY_KEYS = ("schema_version", "backbone", "weights_sha256", "frames", "crop", "feature_dim", "detector",
-                 "margin", "sampling")
+ENSEMBLE = "ensemble"      # the model name of the members' average in every predictions file
 
 
 @dataclass(frozen=True)
@@ -101,10 +96,9 @@ def read_ensemble_config(path: str | Path | None) -> EnsembleConfig:
     return EnsembleConfig(tuple(MemberSpec.from_dict(e) for e in entries)).validate()
 
 
-def identity_differences(expected: dict, actual: dict) -> list[str]:
-    """Identity fields that differ between two store provenances, as 'key: a != b' lines."""
-    return [f"{k}: {expected.get(k)!r} != {actual.get(k)!r}" for k in IDENTITY_KEYS
-            if expected.get(k) != actual.get(k)]
+def ensemble_mean(probs: dict[str, np.ndarray], members) -> np.ndarray:
+    """The ensemble's prob_fake (N,): the mean of the listed members' prob_fake, in float64."""
+    return np.mean([np.asarray(probs[m], dtype=np.float64) for m in members], axis=0)
 
 
 class Member(nn.Module):
@@ -182,17 +176,11 @@ class Ensemble:
     def threshold(self) -> float:
         return float(self.info.get("threshold") or 0.5)
 
-    def check_store(self, provenance: dict) -> None:
-        """Refuse features from a store (or a preprocessing config) other than the one trained on."""
-        diff = identity_differences(self.store, provenance)
-        if diff:
-            raise PipelineError("features do not match the store this run was trained on (" + "; ".join(diff) + ")")
-
     def predict(self, features, mask, batch_size: int = 256) -> dict[str, np.ndarray]:
         """features (N, T, D) raw store features, mask (N, T) -> {model: prob_fake (N,)} incl. "ensemble"."""
         out = {name: probabilities(member_outputs(m, features, mask, self.device, batch_size))
                for name, m in self.members.items()}
-        out["ensemble"] = np.mean([out[name] for name in self.in_ensemble], axis=0)
+        out[ENSEMBLE] = ensemble_mean(out, self.in_ensemble)
         return out
 
     def attention(self, features, mask, batch_size: int = 256) -> dict[str, np.ndarray]:
@@ -213,27 +201,5 @@ def load_member(path: str | Path, device: torch.device | str = "cpu") -> tuple[M
     return spec, member.to(device).eval(), ckpt
 
 
-def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Ensemble:
-    """The trained ensemble in ``run_dir`` (every member's best.pt), ready for ``predict``."""
-    run_dir = Path(run_dir)
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise PipelineError(f"{run_dir} is not a training run (no run.json); train one with `make train-ensemble`")
-    info = json.loads(path.read_text())
-    if info.get("status") != "complete":
-        raise PipelineError(f"{run_dir}: training has not finished (status {info.get('status')!r}); "
-                            f"continue it with `train-ensemble --resume --run {run_dir}`")
-    members, in_ensemble = {}, []
-    for entry in info["members"]:
-        spec, member, ckpt = load_member(run_dir / "members" / entry["name"] / "best.pt", device)
-        diff = identity_differences(info["store"], ckpt["store"])
-        if diff:
-            raise CheckpointError(f"member {spec.name} was trained on another store than {run_dir}: {'; '.join(diff)}")
-        members[spec.name] = member
-        if entry.get("in_ensemble", True):
-            in_ensemble.append(spec.name)
-    return Ensemble(members, in_ensemble, info, device)
-
-
-__all__ = ["DEFAULT_MEMBERS", "Ensemble", "EnsembleConfig", "Member", "MemberSpec", "build_member",
-           "load_member", "load_run", "member_outputs", "probabilities", "read_ensemble_config"]
+__all__ = ["DEFAULT_MEMBERS", "ENSEMBLE", "Ensemble", "EnsembleConfig", "Member", "MemberSpec", "build_member",
+           "ensemble_mean", "load_member", "member_outputs", "probabilities", "read_ensemble_config"]

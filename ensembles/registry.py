@@ -8,45 +8,32 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from torch import nn
 
-from pipeline.errors import PipelineError
-
-H = TypeVar("H", bound=type)
-_HEADS: dict[str, type[nn.Module]] = {}
-
+from pipeline.core.errors import PipelineError
+from pipeline.core.registry import Registry
 
 class HeadError(PipelineError, ValueError):
     """An unknown head name or an option the head does not take; the message lists what exists."""
 
 
-def register_head(name: str) -> Callable[[H], H]:
+_HEADS: Registry[type[nn.Module]] = Registry(
+    "head", HeadError, lambda: importlib.import_module("ensembles.heads"))   # registers the built-in heads
+
+
+def register_head(name: str):
     """Class decorator: make ``cls`` buildable as ``create_head(name)``. A name may be registered once."""
-    def add(cls: H) -> H:
-        if name in _HEADS:
-            raise ValueError(f"head name {name!r} is already registered (by {_HEADS[name].__qualname__})")
-        cls.head_name = name
-        _HEADS[name] = cls
-        return cls
-    return add
-
-
-def _load_builtin() -> None:
-    importlib.import_module("ensembles.heads")   # registers every built-in head (idempotent)
+    return _HEADS.register(name)
 
 
 def list_heads() -> list[str]:
-    _load_builtin()
-    return sorted(_HEADS)
+    return _HEADS.names()
 
 
 def head_class(name: str) -> type[nn.Module]:
-    _load_builtin()
-    if name not in _HEADS:
-        raise HeadError(f"unknown head {name!r}; known heads: {', '.join(sorted(_HEADS))}")
-    return _HEADS[name]
+    return _HEADS.get(name)
 
 
 def head_options(name: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ EMPTY, OK, NO_FACE, FAILED = 0, 1, 2, 3
 STATUS_NAMES = {EMPTY: "empty", OK: "ok", NO_FACE: "no_face", FAILED: "failed"}
 STATUS_CODES = {v: k for k, v in STATUS_NAMES.items()}
 DONE = (OK, NO_FACE)          # complete: skipped on rerun
+RANK = {EMPTY: 0, FAILED: 1, NO_FACE: 2, OK: 2}   # which of two rows of one video to keep
 REASON_WIDTH = 240
 
 # name -> (per-frame trailing shape or None for per-row, dtype, fill value or None for "never fill")
@@ -87,6 +88,48 @@ def create_layout(f: h5py.File, capacity: int, frames: int, dim: int, widths: di
         _create(f, name, (capacity,), np.dtype(f"S{width}"), b"")
     _create(f, "updated", (), np.dtype("S40"), b"")
     _create(f, "manifest_sha256", (), np.dtype("S64"), b"")
+
+
+def problem(f: h5py.File) -> str | None:
+    """Why ``f`` is not a valid store of this schema, or None. Checked on every open (reader or writer), so a
+    store that opens but holds bad values gives one line, not a traceback later."""
+    import json
+    version = f.attrs.get("schema_version")
+    if version is None:
+        return "an HDF5 file without a schema_version attribute (not a feature store)"
+    try:
+        if int(version) != SCHEMA_VERSION:
+            return f"store schema {version}; this version reads schema {SCHEMA_VERSION}"
+    except (TypeError, ValueError):
+        return f"schema_version {version!r} is not a number"
+    for name in ("identity", "provenance"):
+        try:
+            value = json.loads(f.attrs[name])
+        except KeyError:
+            return f"no {name} attribute"
+        except (TypeError, ValueError) as exc:
+            return f"its {name} attribute is not JSON ({exc})"
+        if not isinstance(value, dict):
+            return f"its {name} attribute is not a JSON object"
+    if "features" not in f or f["features"].ndim != 3:
+        return "no (N, T, D) features dataset"
+    capacity, frames, dim = f["features"].shape
+    expected = {name: ((capacity, *shape), dtype) for name, (shape, dtype, _) in frame_arrays(frames, dim).items()}
+    expected.update({name: ((capacity,), dtype) for name, (dtype, _) in ROW_NUMBERS.items()})
+    for name, (shape, dtype) in expected.items():
+        if name not in f:
+            return f"dataset {name!r} is missing"
+        if f[name].shape != shape or f[name].dtype != dtype:
+            return f"dataset {name!r} is {f[name].shape} {f[name].dtype}, expected {shape} {dtype}"
+    for name in (*ROW_TEXT, "updated", "manifest_sha256"):
+        if name not in f or f[name].dtype.kind != "S":
+            return f"text dataset {name!r} is missing"
+        if name in ROW_TEXT and f[name].shape != (capacity,):
+            return f"dataset {name!r} has {f[name].shape} rows, expected {capacity}"
+    bad = np.setdiff1d(np.unique(f["status"][:]), list(STATUS_NAMES))
+    if bad.size:
+        return f"status byte(s) {bad.tolist()} outside {sorted(STATUS_NAMES)}"
+    return None
 
 
 def encode(text: str, width: int) -> bytes:

@@ -15,11 +15,7 @@ import h5py
 import numpy as np
 
 from features import schema
-from pipeline.errors import PipelineError
-
-
-class StoreError(PipelineError):
-    """The store is missing, not a feature store, locked, or does not match the requested config."""
+from features.errors import StoreError
 
 
 @dataclass(frozen=True)
@@ -45,15 +41,20 @@ def open_h5(path: str | Path, mode: str = "r") -> h5py.File:
     try:
         f = h5py.File(path, mode, locking=False)
     except OSError as exc:
-        raise StoreError(f"{path} is not a readable HDF5 file: {exc}") from exc
-    version = f.attrs.get("schema_version")
-    if version is None:
+        raise StoreError(f"{path} is not a valid store: not a readable HDF5 file ({one_line(exc)})") from exc
+    try:
+        why = schema.problem(f)
+    except (OSError, KeyError, ValueError, TypeError) as exc:   # a damaged file can fail inside h5py too
+        why = f"unreadable ({one_line(exc)})"
+    if why:
         f.close()
-        raise StoreError(f"{path} is an HDF5 file but not a feature store (no schema_version attribute)")
-    if int(version) != schema.SCHEMA_VERSION:
-        f.close()
-        raise StoreError(f"{path} has store schema {version}; this version reads schema {schema.SCHEMA_VERSION}")
+        raise StoreError(f"{path} is not a valid store: {why}")
     return f
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
 
 
 class FeatureStore:
@@ -112,12 +113,6 @@ class FeatureStore:
                 if r.status in statuses and (splits is None or r.split in splits)
                 and (label is None or r.label == label)]
 
-    def record(self, video_id: str) -> VideoRecord:
-        for r in self.records():
-            if r.video_id == video_id:
-                return r
-        raise StoreError(f"video {video_id!r} is not in {self.path}")
-
     # ---- arrays -------------------------------------------------------------------------------------------
     def _rows_of(self, video_ids: Iterable[str]) -> np.ndarray:
         if self._row_by_id is None:
@@ -173,9 +168,3 @@ class FeatureStore:
             "bytes": self.path.stat().st_size,
         }
 
-
-def write_synthetic_store(path, features, mask, labels, splits, groups=None, video_ids=None,
-                          provenance_overrides=None) -> Path:
-    """A store from arrays (no video): for tests and experiments on heads. Marked as synthetic."""
-    from features.synthetic import write_synthetic_store as _write
-    return _write(path, features, mask, labels, splits, groups, video_ids, provenance_overrides)

@@ -1,13 +1,15 @@
 """Writing the feature store: one writer at a time, crash-safe commits, resumable runs.
 
-Commit protocol for a batch of finished videos: write every dataset's row(s), flush and fsync, then write
-the rows' ``status`` bytes, flush and fsync. A row whose status is still ``empty`` is free, whatever bytes
-it holds, so a kill at any instant loses at most the batch being written (see ``features.schema``).
+Commit protocol for a batch of finished videos: write every dataset's row(s) into *free* rows, flush and
+fsync, then write the rows' ``status`` bytes, flush and fsync. A row whose status is still ``empty`` is free,
+whatever bytes it holds, so a kill at any instant loses at most the batch being written (see
+``features.schema``). A committed row is never written again: a video retried after a failure gets a new row,
+and its old row is freed only after the new one is committed (if a kill comes in between, the next writer
+finds two rows for the video and keeps the better one).
 """
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import json
 import logging
 import os
@@ -20,8 +22,11 @@ from typing import Sequence
 import numpy as np
 
 from features import schema
-from features.store import StoreError, open_h5
-from pipeline.atomic import fsync_path
+from features.errors import StoreError
+from features.lock import WriterLock, real_path
+from features.store import open_h5
+from pipeline.core.atomic import fsync_path
+from pipeline.core.config import differences
 
 log = logging.getLogger(__name__)
 # Test-only fault injection: "PHASE:N" kills this process with SIGKILL inside the N-th commit, PHASE being
@@ -60,34 +65,6 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-class WriterLock:
-    """An exclusive advisory lock beside the store (released by the OS even when the writer is killed)."""
-
-    def __init__(self, store: Path):
-        self.path = store.with_name(store.name + ".lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreError(f"another process (pid {holder}) is writing {self.path.with_suffix('')}; "
-                             "wait for it to finish or stop it (readers may open the store meanwhile)") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 def _create_file(path: Path, capacity: int, frames: int, dim: int, widths: dict[str, int],
                  attrs: dict) -> None:
     with open_h5_new(path) as f:
@@ -101,7 +78,7 @@ def open_h5_new(path: Path):
     return h5py.File(path, "w", locking=False, libver=("earliest", "v110"))
 
 
-def _rebuild(path: Path, capacity: int, widths: dict[str, int]) -> None:
+def _rebuild(path: Path, capacity: int, widths: dict[str, int], lock: WriterLock) -> None:
     """Copy the store into a new file with more rows / wider text columns and swap it in atomically."""
     tmp = path.with_name(f"{path.name}.grow-{os.getpid()}")
     with open_h5(path, "r") as old:
@@ -117,7 +94,11 @@ def _rebuild(path: Path, capacity: int, widths: dict[str, int]) -> None:
                     end = min(start + step, n_old)
                     new[name][start:end] = old[name][start:end].astype(new[name].dtype)
     fsync_path(tmp)
+    lock.hold(tmp)               # the new file is locked before it takes the store's name
+    if os.stat(path).st_nlink > 1:
+        log.warning("%s has other hard links; they keep the store as it was before it grew", path)
     os.replace(tmp, path)
+    fsync_path(path.parent)
     log.info("store %s grown to %d rows", path, capacity)
 
 
@@ -125,15 +106,18 @@ class StoreWriter:
     """The single writer of a store. Use as a context manager; ``commit`` a batch of VideoResults."""
 
     def __init__(self, path: str | Path, provenance: dict, identity: dict, entries: Sequence,
-                 new: bool = False):
-        self.path = Path(path)
-        self.lock = WriterLock(self.path)
+                 new: bool = False, lock: WriterLock | None = None):
+        self.path = real_path(path)          # a symlinked store is written (and grown) where it really is
+        self._own_lock = lock is None
+        self.lock = lock or WriterLock(self.path).acquire()
+        if self.lock.store != self.path:
+            raise ValueError(f"lock for {self.lock.store} given for store {self.path}")
         self.commits = 0
-        self.lock.acquire()
         try:
             self._prepare(provenance, identity, entries, new)
         except BaseException:
-            self.lock.release()
+            if self._own_lock:
+                self.lock.release()
             raise
 
     # ---- opening ------------------------------------------------------------------------------------------
@@ -153,15 +137,16 @@ class StoreWriter:
             tmp = self.path.with_name(f"{self.path.name}.grow-{os.getpid()}")
             _create_file(tmp, max(len(entries), 1), identity["frames"], identity["feature_dim"], widths, attrs)
             fsync_path(tmp)
+            self.lock.hold(tmp)
             os.replace(tmp, self.path)   # a kill during creation leaves no half-made store
+            fsync_path(self.path.parent)
         self.f = open_h5(self.path, "r+")
         stored = json.loads(self.f.attrs["identity"])
-        if stored != identity:
-            diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+        diff = differences(stored, identity)
+        if diff:
             self.f.close()
-            detail = "; ".join(f"{k}: store={stored.get(k)!r} now={identity.get(k)!r}" for k in diff[:4])
-            raise StoreError(f"{self.path} was made with a different config ({detail}); use another --store "
-                             "or --new to start a new one")
+            raise StoreError(f"{self.path} was made with a different config (store != now: {'; '.join(diff[:4])}); "
+                             "use another --store, or --new to start a new one")
         self._load_index()
         self._ensure_room(entries, texts)
 
@@ -169,11 +154,22 @@ class StoreWriter:
         f = self.f
         self.status = f["status"][:]
         ids = f["video_id"][:]
-        self.row_of = {schema.decode(ids[r]): int(r) for r in np.flatnonzero(self.status != schema.EMPTY)}
+        self.row_of: dict[str, int] = {}
+        self.stale: list[int] = []       # rows of a video committed twice (a kill between the two steps of a retry)
+        for r in np.flatnonzero(self.status != schema.EMPTY):
+            vid, row = schema.decode(ids[r]), int(r)
+            other = self.row_of.get(vid)
+            if other is not None and schema.RANK[int(self.status[other])] >= schema.RANK[int(self.status[row])]:
+                self.stale.append(row)
+                continue
+            if other is not None:
+                self.stale.append(other)
+            self.row_of[vid] = row
         self.free = list(np.flatnonzero(self.status == schema.EMPTY))
 
     def _ensure_room(self, entries: Sequence, texts: dict[str, list[str]]) -> None:
-        need_rows = sum(1 for e in entries if e.video_id not in self.row_of)
+        # A new video takes a row, and so does a failed one when it is retried (rows are never rewritten).
+        need_rows = sum(1 for e in entries if self.status_of(e.video_id) in ("new", "failed"))
         widths = {c: self.f[c].dtype.itemsize for c in texts}
         wanted = {c: max(widths[c], schema.text_width(v)) for c, v in texts.items()}
         if need_rows <= len(self.free) and wanted == widths:
@@ -182,7 +178,7 @@ class StoreWriter:
         grown = max(capacity + need_rows - len(self.free), int(capacity * 1.25)) if need_rows > len(self.free) \
             else capacity
         self.f.close()
-        _rebuild(self.path, grown, wanted)
+        _rebuild(self.path, grown, wanted, self.lock)
         self.f = open_h5(self.path, "r+")
         self._load_index()
 
@@ -229,9 +225,18 @@ class StoreWriter:
         fsync_path(self.path)
 
     def commit(self, results: Sequence[VideoResult]) -> None:
-        """Write a batch of finished videos; they count only after this returns."""
+        """Write a batch of finished videos into free rows; they count only after this returns.
+
+        A video already complete in the store is refused (committed rows are never rewritten); a failed one
+        is replaced: its new row is committed first, then the old row is freed.
+        """
         if not results:
             return
+        done = [r.video_id for r in results if self.status_of(r.video_id) in ("ok", "no_face")]
+        if done or len({r.video_id for r in results}) != len(results):
+            raise StoreError(f"refusing to rewrite videos already committed to {self.path}: {done[:3] or 'a duplicate'}")
+        if len(results) > len(self.free):
+            raise StoreError(f"{self.path}: {len(results)} videos to commit but {len(self.free)} free rows")
         f = self.f
         self.commits += 1
         frames = f["features"].shape[1]
@@ -239,9 +244,7 @@ class StoreWriter:
         for i, res in enumerate(results):
             if i == len(results) // 2:
                 _maybe_kill("data", self.commits)
-            row = self.row_of.get(res.video_id)
-            if row is None:
-                row = int(self.free.pop(0))
+            row = int(self.free.pop(0))
             rows.append(row)
             arrays = blank_arrays(frames, f["features"].shape[2])
             for name in arrays:
@@ -258,18 +261,30 @@ class StoreWriter:
                 f[key][row] = res.info.get(key, 0)
         self._flush()                       # data first ...
         _maybe_kill("mid", self.commits)
+        replaced = list(self.stale)
+        self.stale = []
         for res, row in zip(results, rows):
             f["status"][row] = res.status   # ... then the commit marker
             self.status[row] = res.status
+            old = self.row_of.get(res.video_id)
+            if old is not None:
+                replaced.append(old)
             self.row_of[res.video_id] = row
         self._flush()
+        if replaced:                        # retried failures: free their old rows, now that the new are in
+            for row in replaced:
+                f["status"][row] = schema.EMPTY
+                self.status[row] = schema.EMPTY
+            self.free.extend(sorted(replaced))
+            self._flush()
         _maybe_kill("end", self.commits)
 
     def close(self) -> None:
         try:
             self.f.close()
         finally:
-            self.lock.release()
+            if self._own_lock:
+                self.lock.release()
 
     def __enter__(self) -> "StoreWriter":
         return self

@@ -12,7 +12,8 @@ import ffmpeg
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.errors import PipelineError
+from pipeline.core.atomic import replacing
+from pipeline.core.errors import PipelineError
 from stages.media import ffmpeg_exe
 
 
@@ -41,11 +42,19 @@ def annotate_video(res, pred, out: str | Path, single: bool) -> Path:
     boxes = box_per_frame(res, n)
     text = (f"{pred.label.upper()}  P(fake)={pred.prob_fake:.2f}" if pred.prob_fake is not None else pred.label)
     colour = (220, 30, 30) if pred.label == "fake" else (30, 180, 60) if pred.label == "real" else (230, 200, 0)
+    with replacing(out) as tmp:
+        _draw(res, boxes, text, colour, (w, h, n, fps), tmp)
+    return out
+
+
+def _draw(res, boxes: np.ndarray, text: str, colour: tuple, shape: tuple, target: Path) -> None:
+    """Decode every frame of the video, draw the box and the verdict, encode to ``target``."""
+    w, h, n, fps = shape
     reader = subprocess.Popen(ffmpeg.input(res.path).output("pipe:", format="rawvideo", pix_fmt="rgb24")
                               .global_args("-v", "error").compile(cmd=ffmpeg_exe()), stdout=subprocess.PIPE)
     writer = subprocess.Popen(
         ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps)
-        .output(str(out), vcodec="libx264", pix_fmt="yuv420p", crf=20, preset="veryfast")
+        .output(str(target), vcodec="libx264", pix_fmt="yuv420p", crf=20, preset="veryfast")
         .overwrite_output().global_args("-v", "error").compile(cmd=ffmpeg_exe()),
         stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     i = 0
@@ -63,4 +72,3 @@ def annotate_video(res, pred, out: str | Path, single: bool) -> Path:
     err = writer.stderr.read().decode(errors="replace")
     if writer.wait() != 0 or reader.returncode != 0:
         raise PipelineError(f"annotating {res.path} failed: {err.strip().splitlines()[-1] if err.strip() else 'ffmpeg error'}")
-    return out

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 # name -> module under pipeline.commands; the names are the public interface (issues, Makefile, README).
 COMMANDS = {
@@ -35,16 +35,6 @@ def _formatter() -> type[argparse.HelpFormatter]:
         return argparse.HelpFormatter
 
 
-def _available() -> dict[str, object]:
-    """Command modules that exist in this checkout (later issues add the rest under the same names)."""
-    found = {}
-    for name, module in COMMANDS.items():
-        spec = importlib.util.find_spec(f"pipeline.commands.{module}")
-        if spec is not None:
-            found[name] = module
-    return found
-
-
 def _chosen(argv: list[str] | None) -> str | None:
     """The command named on the command line, so only its options (and their imports) are built."""
     for token in sys.argv[1:] if argv is None else argv:
@@ -62,7 +52,7 @@ def build_parser(argv: list[str] | None = None, all_commands: bool = False) -> a
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in _available().items():
+    for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"pipeline.commands.{module_name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=fmt)
         if all_commands or name == _chosen(argv):

@@ -7,6 +7,7 @@ weights those activations; the positive part of the weighted sum is the heatmap.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from ensembles.ensemble import Ensemble
 from features.writer import VideoResult
+from pipeline.core.atomic import write_bytes
 
 
 def gradcam(res: VideoResult, pipe, ensemble: Ensemble, for_fake: bool = True) -> np.ndarray:
@@ -91,6 +93,8 @@ def explain_video(res: VideoResult, pred, pipe, ensemble: Ensemble, out_dir: Pat
                  f"faces in {res.mask.sum()}/{int((res.frame_index >= 0).sum())} frames  "
                  f"(Grad-CAM for '{pred.label}', ResNet50 layer4)", color=colour, fontsize=11, fontweight="bold")
     path = out_dir / (pred.video_id.replace("/", "__").rsplit(".", 1)[0] + ".png")
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
+    write_bytes(path, buf.getvalue())
     return path, cams, att

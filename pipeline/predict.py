@@ -1,8 +1,10 @@
 """Judge videos with a trained run: the store's exact preprocessing, then the run's ensemble.
 
-The run records the provenance of the store it was trained on. ``pipeline_for_run`` rebuilds stage one
-from that record (frames, crop, margin, detector, weights, precision) and refuses to go on if what it can
-load now differs (for instance other backbone weights), so a prediction sees what training saw.
+The run records the identity of the store it was trained on. ``pipeline_for_run`` rebuilds stage one from
+that record (frames, crop, sampling, detector, weights, numeric engine) and refuses to go on if what it can
+load now differs (for instance other backbone weights), so a prediction sees what training saw. Videos go
+through the local engine, the same batched, overlapped path as ``make features``; ``evaluate`` and the web
+service score through ``judge`` too.
 """
 from __future__ import annotations
 
@@ -14,28 +16,20 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ensembles.decision import verdict
 from features import schema
 from features.writer import StoreWriter, VideoResult
-from pipeline.config import build
-from pipeline.datasets.config import VIDEO_EXTS
-from pipeline.errors import PipelineError
-from stages.extract import results
+from pipeline.core.config import build, differences
+from pipeline.core.errors import PipelineError
+from pipeline.core.progress import SILENT, Progress
+from pipeline.core.videos import VideoEntry, find_video_files
 from stages.faces import FaceConfig
+from stages.local_engine import LocalEngine
 from stages.preprocess import FeatureConfig, FramePipeline
 
 log = logging.getLogger(__name__)
 NO_FACE_LABEL = "no face found"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A video to judge; shaped like a manifest entry so stage one can take it."""
-    video_id: str
-    path: str
-    label: int = -1
-    split: str = ""
-    group: str = ""
-    method: str = ""
+TASK = "predict"
 
 
 @dataclass
@@ -56,22 +50,22 @@ class Prediction:
                 "seconds": round(self.seconds, 3), "error": self.error}
 
 
-def find_videos(paths: Sequence[str | Path]) -> list[Target]:
-    """Files as given; folders searched recursively for video files (ids relative to the folder)."""
-    targets: list[Target] = []
+def find_videos(paths: Sequence[str | Path]) -> list[VideoEntry]:
+    """Files as given; folders searched recursively for video names (ids relative to the folder). A FIFO or
+    a dangling link with a video name is kept, so that it is reported with its reason, not left out."""
+    targets: list[VideoEntry] = []
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTS
-                           and not f.name.startswith("."))
+            found = find_video_files(p)
             if not found:
-                log.warning("%s: no video files (%s) in this folder", p, ", ".join(VIDEO_EXTS))
-            targets += [Target(f.relative_to(p).as_posix(), str(f.resolve())) for f in found]
+                log.warning("%s: no video files in this folder", p)
+            targets += [VideoEntry(f.relative_to(p).as_posix(), str(f.absolute())) for f in found]
         else:
-            targets.append(Target(p.name, str(p.resolve()) if p.exists() else str(p)))
+            targets.append(VideoEntry(p.name, str(p.absolute())))
     ids = [t.video_id for t in targets]
     if len(set(ids)) != len(ids):   # same file name from two places: fall back to full paths
-        targets = [Target(t.path, t.path) for t in targets]
+        targets = [VideoEntry(t.path, t.path) for t in targets]
     return targets
 
 
@@ -86,29 +80,30 @@ def _weights_arg(prov: dict) -> str:
     raise PipelineError(f"the run's store used weights {name!r}, which predict cannot rebuild")
 
 
-def pipeline_for_run(store_prov: dict, device: str = "auto") -> FramePipeline:
+def pipeline_for_run(store_prov: dict, identity: dict, device: str = "auto") -> FramePipeline:
     """Stage one configured exactly as the run's store was; a changed identity is an error."""
     if store_prov.get("synthetic"):
         raise PipelineError("this run was trained on a synthetic store (no video preprocessing to repeat)")
     feats = store_prov.get("config", {}).get("features", {})
-    engine = store_prov.get("backbone_engine", {})
+    numerics = identity.get("backbone_numerics") or {"precision": store_prov.get("backbone_engine", {}).get(
+        "precision", "fp32")}
     cfg = build(FeatureConfig, {**{k: v for k, v in feats.items() if k in FeatureConfig.__dataclass_fields__},
-                                "frames": store_prov["frames"], "crop": store_prov["crop"],
+                                **{k: identity[k] for k in FeatureConfig.__dataclass_fields__ if k in identity},
                                 "weights": _weights_arg(store_prov), "device": device,
-                                "precision": engine.get("precision", "fp32")})
-    faces = build(FaceConfig, {k: v for k, v in store_prov["detector"].items()
-                               if k in FaceConfig.__dataclass_fields__})
+                                "precision": numerics["precision"]})
+    faces = build(FaceConfig, {**{k: v for k, v in (store_prov.get("config", {}).get("faces") or {}).items()
+                                  if k in FaceConfig.__dataclass_fields__},
+                               **{k: v for k, v in identity["detector"].items() if k in FaceConfig.__dataclass_fields__}})
     pipe = FramePipeline(cfg, faces)
-    now, then = pipe.identity(), {k: store_prov.get(k) for k in pipe.identity()}
-    if now != then:
-        diff = [k for k in now if now[k] != then.get(k)]
-        detail = "; ".join(f"{k}: run={then.get(k)!r} now={now[k]!r}" for k in diff[:3])
-        raise PipelineError(f"preprocessing available now differs from the run's store ({detail}); "
-                            "predictions would not be comparable")
+    diff = differences(identity, pipe.identity())
+    if diff:
+        raise PipelineError(f"preprocessing available now differs from the run's store (run != now: "
+                            f"{'; '.join(diff[:3])}); predictions would not be comparable")
     return pipe
 
 
-def judge(res: VideoResult, ensemble, threshold: float, seconds: float) -> Prediction:
+def judge(res: VideoResult, ensemble, seconds: float = 0.0) -> Prediction:
+    """A stage-one result scored by the run's members and ensemble, at the run's threshold."""
     sampled = int((res.frame_index >= 0).sum()) if res.frame_index is not None else 0
     coverage = float(res.mask.sum() / sampled) if sampled else 0.0
     if res.status == schema.FAILED:
@@ -119,23 +114,25 @@ def judge(res: VideoResult, ensemble, threshold: float, seconds: float) -> Predi
     out = ensemble.predict(res.features[None].astype(np.float32), res.mask[None])
     members = {k: float(v[0]) for k, v in out.items() if k != "ensemble"}
     p = float(out["ensemble"][0])
-    return Prediction(res.video_id, res.path, "ok", p, "fake" if p >= threshold else "real", members,
-                      coverage, seconds)
+    return Prediction(res.video_id, res.path, "ok", p, verdict(p, ensemble.threshold), members, coverage, seconds)
 
 
-def predict(targets: Sequence[Target], pipe: FramePipeline, ensemble, threshold: float,
-            cache: StoreWriter | None = None, keep: list | None = None, progress=None,
-            task=None) -> Iterable[Prediction]:
-    """Yield one Prediction per target, in order; ``keep`` collects VideoResults (for explanations)."""
+def predict(targets: Sequence[VideoEntry], engine: LocalEngine, ensemble, cache: StoreWriter | None = None,
+            keep: list | None = None, progress: Progress = SILENT) -> Iterable[Prediction]:
+    """Yield one Prediction per target, in order; ``keep`` collects VideoResults (for explanations).
+
+    With ``cache``, videos new to that store are appended to it; one it already holds is never written
+    again (its committed row stays as it is, as ``features`` does on a rerun)."""
+    known = {t.video_id for t in targets if cache is not None and cache.status_of(t.video_id) in ("ok", "no_face")}
+    progress.start(TASK, total=len(targets), frames=0)
     t0 = time.perf_counter()
-    for batch in results(pipe, targets, pipe.cfg.prefetch, keep_crops=keep is not None):
+    for batch in engine.results(targets, keep_crops=keep is not None):
         seconds = (time.perf_counter() - t0) / len(batch)
         t0 = time.perf_counter()
         if cache is not None:
-            cache.commit(batch)
+            cache.commit([r for r in batch if r.video_id not in known])
         for res in batch:
             if keep is not None:
                 keep.append(res)
-            if progress is not None:
-                progress.update(task, advance=1)
-            yield judge(res, ensemble, threshold, seconds)
+            progress.update(TASK, advance=1)
+            yield judge(res, ensemble, seconds)

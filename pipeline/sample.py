@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import hashlib
 import logging
 import subprocess
@@ -25,8 +26,10 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import warp
 
-from pipeline.config import ConfigError, field, save
-from pipeline.errors import PipelineError
+from pipeline.core.atomic import replacing, write_text
+from pipeline.core.config import ConfigError, field, save
+from pipeline.core.errors import PipelineError
+from pipeline.core.progress import SILENT, Progress
 from stages.media import ffmpeg_exe
 
 log = logging.getLogger(__name__)
@@ -271,15 +274,16 @@ def encode(frames: np.ndarray, path: Path, fps: int, crf: int) -> None:
     """(T, H, W, 3) uint8 RGB -> H.264 yuv420p mp4 with byte-identical output for identical frames."""
     _, h, w, _ = frames.shape
     # one encoder thread and bitexact muxing: no thread-timing or version-string differences between runs
-    cmd = (ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps)
-           .output(str(path), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="medium", threads=1,
-                   map_metadata=-1, fflags="+bitexact", **{"flags:v": "+bitexact"})
-           .global_args("-hide_banner", "-nostdin", "-loglevel", "error").overwrite_output()
-           .compile(cmd=ffmpeg_exe()))
-    res = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
-    if res.returncode != 0:
-        err = res.stderr.decode("utf-8", errors="replace").strip() or f"exit code {res.returncode}"
-        raise SampleError(f"ffmpeg could not encode {path}: {err}")
+    with replacing(path) as tmp:
+        cmd = (ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps)
+               .output(str(tmp), vcodec="libx264", pix_fmt="yuv420p", crf=crf, preset="medium", threads=1,
+                       map_metadata=-1, fflags="+bitexact", **{"flags:v": "+bitexact"})
+               .global_args("-hide_banner", "-nostdin", "-loglevel", "error").overwrite_output()
+               .compile(cmd=ffmpeg_exe()))
+        res = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
+        if res.returncode != 0:
+            err = res.stderr.decode("utf-8", errors="replace").strip() or f"exit code {res.returncode}"
+            raise SampleError(f"ffmpeg could not encode {path}: {err}")
 
 
 def _prepare(out: Path) -> None:
@@ -300,33 +304,33 @@ def _prepare(out: Path) -> None:
 
 
 def write_manifest(rows: list[dict[str, str]], path: Path) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: r["video_id"]))
-    return path
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: r["video_id"]))
+    return write_text(path, buf.getvalue())
 
 
-def run(cfg: SampleConfig, quiet: bool = False) -> Path:
+def run(cfg: SampleConfig, progress: Progress = SILENT) -> Path:
     """Write OUT/real/*.mp4, OUT/fake/*.mp4, OUT/manifest.csv and OUT/sample_config.json; return OUT."""
-    from pipeline.ui import video_progress
     out = Path(cfg.out)
     _prepare(out)
     save(cfg, out / "sample_config.json")
     rows: list[dict[str, str]] = []
     sources = (cfg.videos + 1) // 2                      # odd N: the last source gives only its real clip
-    with video_progress(disable=quiet) as progress:
-        task = progress.add_task("sample clips", total=cfg.videos, frames=0)
-        for k in range(sources):
-            pair = render_source(cfg, k, with_fake=2 * k + 1 < cfg.videos)
-            clips = [("real", pair.real)] + ([("fake", pair.fake)] if pair.fake is not None else [])
-            for label, frames in clips:
-                rel = f"{label}/src{k:03d}_{label}.mp4"
-                encode(frames, out / rel, cfg.fps, cfg.crf)
-                rows.append({"video_id": rel, "path": rel, "label": label, "group": f"src{k:03d}",
-                             "identity": pair.identity,
-                             "sha256": hashlib.sha256((out / rel).read_bytes()).hexdigest()})
-                progress.update(task, advance=1, frames=progress.tasks[task].fields["frames"] + len(frames))
+    progress.start("sample clips", total=cfg.videos, frames=0)
+    frames_done = 0
+    for k in range(sources):
+        pair = render_source(cfg, k, with_fake=2 * k + 1 < cfg.videos)
+        clips = [("real", pair.real)] + ([("fake", pair.fake)] if pair.fake is not None else [])
+        for label, frames in clips:
+            rel = f"{label}/src{k:03d}_{label}.mp4"
+            encode(frames, out / rel, cfg.fps, cfg.crf)
+            rows.append({"video_id": rel, "path": rel, "label": label, "group": f"src{k:03d}",
+                         "identity": pair.identity,
+                         "sha256": hashlib.sha256((out / rel).read_bytes()).hexdigest()})
+            frames_done += len(frames)
+            progress.update("sample clips", advance=1, frames=frames_done)
     write_manifest(rows, out / "manifest.csv")
     log.debug("wrote %d clips from %d sources to %s", len(rows), sources, out)
     return out

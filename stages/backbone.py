@@ -5,15 +5,20 @@ Weights: ``imagenet`` (torchvision's IMAGENET1K_V2 from the torch hub cache, dow
 (ImageNet if loadable, else random with a loud warning that the store and every report repeat).
 The fingerprint of whatever weights were loaded (sha256 over the state dict) goes into the store.
 
-Speed: channels_last always; bf16 autocast on CUDA, and on a CPU only when it has native bf16 support and a
-short timed probe shows bf16 is faster (it is ~1.8x faster on AVX-512-bf16 CPUs and ~7x slower on AVX2-only
-ones; see ../shared performance notes). The choice and the probe's timings are recorded.
+Numeric engine: channels_last always; the precision is chosen from the machine's capability, the same way
+every time: bf16 autocast on CUDA (fp16 where bf16 is unsupported) and on CPUs with native bf16
+(``avx512_bf16`` / AMX: ~1.8x faster there), fp32 elsewhere (bf16 was ~7x *slower* on an AVX2-only CPU; see
+the project's performance notes). ``--precision probe`` times both instead, once per machine and torch
+version, and caches the answer. Features of one store come from one engine: the precision is part of the
+store's identity (``numerics()``), so a resume that would mix engines is refused.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
+import os
 import socket
 import time
 from contextlib import nullcontext
@@ -24,7 +29,9 @@ import numpy as np
 import torch
 import torchvision
 
-from pipeline.errors import PipelineError
+from pipeline.core.atomic import write_json
+from pipeline.core.device import resolve_device
+from pipeline.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -130,24 +137,50 @@ def load_resnet50(weights: str = "imagenet", download: bool = True) -> tuple[tor
     return model.eval(), WeightsInfo(info_name, sha, random, source)
 
 
-def has_native_bf16() -> bool:
+def cpu_flags() -> set[str]:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PipelineError(f"--device {device}: CUDA is not available on this machine")
-    return torch.device(device)
+def has_native_bf16() -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def capability_precision(device: torch.device) -> tuple[str, str]:
+    """(precision, why) from what the device can do: no timing, so the same answer under any load."""
+    if device.type == "cuda":
+        return ("bf16", "CUDA with bf16") if torch.cuda.is_bf16_supported() else ("fp16", "CUDA without bf16")
+    if has_native_bf16():
+        return "bf16", "CPU with native bf16 (avx512_bf16/amx_bf16)"
+    return "fp32", f"CPU without native bf16 (capability {torch.backends.cpu.get_cpu_capability()})"
+
+
+def probe_cache_path(device: torch.device, crop: int) -> Path:
+    """One cached probe result per machine (CPU model and flags, or GPU name), torch version and crop size."""
+    if device.type == "cuda":
+        machine = torch.cuda.get_device_name(device)
+    else:
+        text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+        machine = model + " " + " ".join(sorted(cpu_flags()))
+    key = hashlib.sha256(f"{machine}|{torch.__version__}|{crop}|{os.cpu_count()}".encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deepfake-ensemble"
+    return base / f"precision-probe-{key}.json"
 
 
 class Embedder:
-    """Batched, channels_last ResNet50 inference; one code path for CPU and CUDA."""
+    """Batched, channels_last ResNet50 inference; one code path for CPU and CUDA.
+
+    ``precision``: ``auto`` (from the capability, see the module docstring), ``probe`` (timed once per
+    machine and cached), or ``fp32`` / ``bf16`` / ``fp16`` as given.
+    """
+
+    CHANNELS_LAST = True
+    COMPILE = False
 
     def __init__(self, weights: str = "imagenet", device: str = "auto", precision: str = "auto",
                  batch_size: int = 32, crop: int = 224):
@@ -158,8 +191,7 @@ class Embedder:
         mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
         std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
         self._mean, self._std = mean, std
-        self.probe: dict = {}
-        self.precision = self._choose_precision(precision, crop)
+        self.precision, self.choice = self._choose_precision(precision, crop)
 
     # ---- precision ----------------------------------------------------------------------------------------
     def _autocast(self, precision: str):
@@ -168,15 +200,20 @@ class Embedder:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _choose_precision(self, precision: str, crop: int) -> str:
-        if precision != "auto":
-            return precision
-        if self.device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if not has_native_bf16():
-            self.probe = {"reason": "no native bf16 on this CPU (avx512_bf16/amx absent): fp32"}
-            return "fp32"
-        # Timed probe: bf16 autocast only where it is really faster here.
+    def _choose_precision(self, precision: str, crop: int) -> tuple[str, dict]:
+        if precision in ("fp32", "bf16", "fp16"):
+            return precision, {"rule": "given (--precision)"}
+        if precision == "auto":
+            choice, why = capability_precision(self.device)
+            return choice, {"rule": "capability", "reason": why}
+        if precision != "probe":
+            raise PipelineError(f"--precision {precision!r}: expected auto, probe, fp32, bf16 or fp16")
+        cache = probe_cache_path(self.device, crop)
+        try:
+            found = json.loads(cache.read_text())
+            return found["precision"], {**found, "rule": "probe (cached)", "cache": str(cache)}
+        except (OSError, ValueError, KeyError):
+            pass
         x = np.random.default_rng(0).integers(0, 255, (8, crop, crop, 3), dtype=np.uint8)
         times = {}
         for p in ("fp32", "bf16"):
@@ -184,27 +221,31 @@ class Embedder:
             t0 = time.perf_counter()
             self._forward(x, p)
             times[p] = time.perf_counter() - t0
-        choice = "bf16" if times["bf16"] < 0.9 * times["fp32"] else "fp32"
-        self.probe = {"reason": "timed probe, batch 8", "seconds": {k: round(v, 4) for k, v in times.items()}}
-        return choice
+        found = {"precision": "bf16" if times["bf16"] < 0.9 * times["fp32"] else "fp32",
+                 "seconds": {k: round(v, 4) for k, v in times.items()}, "batch": 8, "torch": torch.__version__}
+        write_json(cache, found)
+        return found["precision"], {**found, "rule": "probe (timed now, cached)", "cache": str(cache)}
+
+    def numerics(self) -> dict:
+        """The numeric engine: part of a store's identity (features from two engines never mix)."""
+        return {"precision": self.precision, "channels_last": self.CHANNELS_LAST, "compile": self.COMPILE}
 
     def describe(self) -> dict:
-        return {"device": self.device.type, "precision": self.precision, "channels_last": True,
-                "batch_size": self.batch_size, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                "threads": torch.get_num_threads(), "probe": self.probe}
+        return {"device": self.device.type, **self.numerics(), "batch_size": self.batch_size,
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                "choice": self.choice}
 
     # ---- inference ----------------------------------------------------------------------------------------
+    def preprocess(self, crops: np.ndarray) -> torch.Tensor:
+        """(N, C, C, 3) uint8 -> normalised (N, 3, C, C) float, channels_last, on the device."""
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device, non_blocking=True)   # (N, C, C, 3)
+        x = x.permute(0, 3, 1, 2).float()                                 # (N, 3, C, C), channels_last strides
+        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+
     def _forward(self, crops: np.ndarray, precision: str) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device, non_blocking=True)  # (N, C, C, 3)
-        x = x.permute(0, 3, 1, 2).float()                                 # (N, 3, C, C), channels_last
-        x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+        x = self.preprocess(crops)
         with torch.inference_mode(), self._autocast(precision):
             return self.model(x).float()                                  # (N, 2048)
-
-    def preprocess(self, crops: np.ndarray) -> torch.Tensor:
-        """Normalised (N, 3, C, C) input as the model sees it (used by explanations)."""
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device).permute(0, 3, 1, 2).float()
-        return ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """(N, C, C, 3) uint8 -> (N, 2048) float16.

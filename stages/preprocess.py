@@ -1,45 +1,48 @@
 """The one preprocessing path: decode -> detect -> track one subject -> crop -> embed.
 
-``make features`` and ``predict`` both go through ``FramePipeline``, so a prediction sees exactly what
-training saw; ``identity()`` is the part of the config that must match between a store and its users.
+Two objects, because two kinds of worker need them: ``FaceStage`` turns a video into face crops (decode,
+detection, tracking, cropping: CPU tasks of the Ray engine run only this), and ``stages.backbone.Embedder``
+turns crops into features. ``FramePipeline`` holds both for a process that does everything, which is what
+``make features``, ``predict``, ``evaluate`` and the service use, so a prediction sees exactly what training
+saw. ``store_identity`` is what must match between a store and its users.
 """
 from __future__ import annotations
 
 import logging
-import platform
-import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 
 import numpy as np
 
 from features import schema
 from features.writer import VideoResult
-from pipeline import __version__
-from pipeline.config import field as cfg_field
-from pipeline.config import to_dict
-from stages.backbone import FEATURE_DIM, Embedder
+from pipeline.core.config import ConfigError, identity_of, to_dict
+from pipeline.core.config import field as cfg_field
+from pipeline.core.versions import package_versions
+from pipeline.core.videos import VideoEntry
+from stages.backbone import FEATURE_DIM, Embedder, WeightsInfo
 from stages.decode import SampledFrames, sample_frames
 from stages.faces import FaceConfig, FaceDetector, crop_faces, select_subject
 from stages.media import MediaError, ffmpeg_version
 
 log = logging.getLogger(__name__)
 SAMPLING = "linspace-select-v1"   # evenly spaced frame indices, exact decode with a select filter
+BACKBONE = "torchvision.resnet50"
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     frames: int = cfg_field(16, "frames sampled per video, evenly over its whole length (T)")
     crop: int = cfg_field(224, "face crop side in pixels fed to ResNet50 (C)")
-    weights: str = cfg_field("imagenet", "backbone weights: imagenet | random | auto | PATH to a state dict")
-    device: str = cfg_field("auto", "auto | cpu | cuda | cuda:N")
-    precision: str = cfg_field("auto", "auto (picked from the machine and recorded) | fp32 | bf16 | fp16",
-                               choices=("auto", "fp32", "bf16", "fp16"))
-    batch_size: int = cfg_field(64, "face crops per backbone batch (also the commit granularity)")
-    prefetch: int = cfg_field(2, "videos decoded ahead of the backbone (bounds memory)")
+    weights: str = cfg_field("imagenet", "backbone weights: imagenet | random | auto | PATH to a state dict",
+                             identity=False)   # the store records which weights (name and sha256) instead
+    device: str = cfg_field("auto", "auto | cpu | cuda | cuda:N", identity=False)
+    precision: str = cfg_field("auto", "auto (from the machine's capability, recorded) | probe (timed once "
+                               "per machine, cached) | fp32 | bf16 | fp16",
+                               choices=("auto", "probe", "fp32", "bf16", "fp16"), identity=False)
+    batch_size: int = cfg_field(64, "face crops per backbone batch", identity=False)
+    prefetch: int = cfg_field(2, "videos decoded ahead of the backbone (bounds memory)", identity=False)
 
     def validate(self) -> None:
-        from pipeline.config import ConfigError
         if self.frames < 1 or self.crop < 32 or self.batch_size < 1 or self.prefetch < 1:
             raise ConfigError("frames >= 1, crop >= 32, batch_size >= 1 and prefetch >= 1 are required")
 
@@ -52,62 +55,58 @@ class Prepared:
     seconds: dict = field(default_factory=dict)
 
 
-# Face options that change speed only, not which crops come out: left out of a store's identity.
-SPEED_ONLY = ("chunk_mb", "cpu_engine")
+def store_identity(cfg: FeatureConfig, faces: FaceConfig, weights: WeightsInfo, numerics: dict) -> dict:
+    """What must match for features to be comparable: stores refuse to mix, runs refuse other stores,
+    predict refuses other preprocessing. Built from the config fields marked as identity, plus the weights
+    actually loaded and the backbone's numeric engine."""
+    return {"schema_version": schema.SCHEMA_VERSION, "backbone": BACKBONE, "weights": weights.name,
+            "weights_sha256": weights.sha256, "feature_dim": FEATURE_DIM, **identity_of(cfg),
+            "margin": faces.margin, "detector": identity_of(faces), "sampling": SAMPLING,
+            "backbone_numerics": numerics}
 
 
-def detector_identity(faces: FaceConfig) -> dict:
-    return {k: v for k, v in to_dict(faces).items() if k not in SPEED_ONLY}
+def base_result(entry: VideoEntry) -> VideoResult:
+    return VideoResult(entry.video_id, entry.path, entry.label, entry.split, entry.group, entry.method,
+                       schema.FAILED)
 
 
-def package_versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "project": __version__,
-           "ffmpeg": ffmpeg_version()}
-    for name in ("torch", "torchvision", "h5py", "numpy", "ffmpeg-python", "mtcnn"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+def failed(entry: VideoEntry, error: Exception) -> Prepared:
+    res = base_result(entry)
+    res.reason = str(error).splitlines()[0][:schema.REASON_WIDTH] if str(error) else type(error).__name__
+    return Prepared(res)
 
 
-class FramePipeline:
-    """Loads the detector and backbone once; turns videos into VideoResults."""
+class FaceStage:
+    """A video -> its face crops: decode T frames, detect, track one subject, crop. Never raises for a bad
+    input file: the result is then a recorded failure with its reason."""
 
-    def __init__(self, cfg: FeatureConfig, faces: FaceConfig):
+    def __init__(self, cfg: FeatureConfig, faces: FaceConfig, device: str = "cpu"):
         self.cfg, self.faces = cfg, faces
-        self.embedder = Embedder(cfg.weights, cfg.device, cfg.precision, cfg.batch_size, cfg.crop)
-        self.detector = FaceDetector(faces, device=str(self.embedder.device))
+        self.detector = FaceDetector(faces, device=device)
 
-    # ---- provenance ---------------------------------------------------------------------------------------
-    def identity(self) -> dict:
-        """What must match for features to be comparable (stores refuse to mix; runs refuse other stores)."""
-        w = self.embedder.weights
-        return {"schema_version": schema.SCHEMA_VERSION, "backbone": "torchvision.resnet50", "weights": w.name,
-                "weights_sha256": w.sha256, "frames": self.cfg.frames, "crop": self.cfg.crop,
-                "margin": self.faces.margin, "feature_dim": FEATURE_DIM, "detector": detector_identity(self.faces),
-                "sampling": SAMPLING}
+    def decode(self, path: str) -> SampledFrames | MediaError:
+        """The one place a path becomes decoded frames, or the reason it cannot."""
+        try:
+            return sample_frames(path, self.cfg.frames)
+        except MediaError as exc:
+            return exc
 
-    def provenance(self, extra: dict | None = None) -> dict:
-        w = self.embedder.weights
-        out = {**self.identity(), "random_weights": w.random, "weights_source": w.source,
-               "backbone_engine": self.embedder.describe(), "detector_engine": self.detector.describe(),
-               "versions": package_versions(), "config": {"features": to_dict(self.cfg)}}
-        if w.random:
-            out["warning"] = ("RANDOM BACKBONE WEIGHTS: these features come from a randomly initialised "
-                              "ResNet50, not ImageNet; results are for testing the pipeline only")
-        out.update(extra or {})
-        return out
-
-    # ---- per video ----------------------------------------------------------------------------------------
-    def decode(self, path: str) -> SampledFrames:
-        return sample_frames(path, self.cfg.frames)
-
-    def prepare(self, base: VideoResult, sampled: SampledFrames) -> Prepared:
+    def prepare(self, entry: VideoEntry, sampled: SampledFrames | MediaError) -> Prepared:
         """Detect, track and crop one decoded video; the result's arrays hold T slots."""
+        if isinstance(sampled, MediaError):
+            return failed(entry, sampled)
+        try:
+            return self._prepare(base_result(entry), sampled)
+        except (RuntimeError, ValueError) as exc:   # e.g. a frame size the detector cannot process
+            log.debug("processing %s failed", entry.video_id, exc_info=True)
+            return failed(entry, RuntimeError(f"processing error: {exc}"))
+
+    def run(self, entry: VideoEntry) -> Prepared:
+        return self.prepare(entry, self.decode(entry.path))
+
+    def _prepare(self, res: VideoResult, sampled: SampledFrames) -> Prepared:
         T = self.cfg.frames
         k = len(sampled.indices)
-        res = base
         res.frame_index = np.full(T, -1, np.int32)
         res.frame_index[:k] = sampled.indices
         res.timestamp = np.full(T, np.nan)
@@ -132,6 +131,31 @@ class FramePipeline:
             res.reason = f"short video: {k} of {T} frames"
         return Prepared(res, crops[valid])
 
+
+class FramePipeline:
+    """Stage one in one process: a ``FaceStage`` and an ``Embedder``, loaded once, on one device."""
+
+    def __init__(self, cfg: FeatureConfig, faces: FaceConfig):
+        self.cfg, self.faces = cfg, faces
+        self.embedder = Embedder(cfg.weights, cfg.device, cfg.precision, cfg.batch_size, cfg.crop)
+        self.stage = FaceStage(cfg, faces, device=str(self.embedder.device))
+
+    def identity(self) -> dict:
+        return store_identity(self.cfg, self.faces, self.embedder.weights, self.embedder.numerics())
+
+    def provenance(self, extra: dict | None = None) -> dict:
+        w = self.embedder.weights
+        out = {**self.identity(), "random_weights": w.random, "weights_source": w.source,
+               "backbone_engine": self.embedder.describe(), "detector_engine": self.stage.detector.describe(),
+               "versions": {**package_versions("torch", "torchvision", "h5py", "numpy", "ffmpeg-python", "mtcnn"),
+                            "ffmpeg": ffmpeg_version()},
+               "config": {"features": to_dict(self.cfg)}}
+        if w.random:
+            out["warning"] = ("RANDOM BACKBONE WEIGHTS: these features come from a randomly initialised "
+                              "ResNet50, not ImageNet; results are for testing the pipeline only")
+        out.update(extra or {})
+        return out
+
     def embed(self, batch: list[Prepared]) -> list[VideoResult]:
         """Run the backbone over every crop of a batch of prepared videos at once."""
         T = self.cfg.frames
@@ -146,24 +170,3 @@ class FramePipeline:
                 p.result.features = out
                 start += n
         return [p.result for p in batch]
-
-    def failed(self, base: VideoResult, error: Exception) -> VideoResult:
-        base.status, base.reason = schema.FAILED, str(error).splitlines()[0][:schema.REASON_WIDTH]
-        return base
-
-
-def base_result(entry) -> VideoResult:
-    return VideoResult(entry.video_id, entry.path, entry.label, entry.split, entry.group,
-                       getattr(entry, "method", ""), schema.FAILED)
-
-
-def prepare_entry(pipe: FramePipeline, entry, sampled: SampledFrames | MediaError) -> Prepared:
-    """Prepared video or a recorded failure; never raises for a bad input file."""
-    base = base_result(entry)
-    if isinstance(sampled, MediaError):
-        return Prepared(pipe.failed(base, sampled))
-    try:
-        return pipe.prepare(base, sampled)
-    except (RuntimeError, ValueError) as exc:   # e.g. a frame size the detector cannot process
-        log.debug("processing %s failed", entry.video_id, exc_info=True)
-        return Prepared(pipe.failed(base, RuntimeError(f"processing error: {exc}")))

@@ -15,19 +15,21 @@ import random
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ensembles.checkpoint import load_checkpoint, save_checkpoint
-from ensembles.ensemble import Member, MemberSpec, build_member, identity_differences, member_outputs
-from pipeline.config import ConfigError, field, to_dict
-from pipeline.errors import PipelineError
+from ensembles.compare import StatsError, auc
+from ensembles.ensemble import Member, MemberSpec, build_member, member_outputs
+from ensembles.run_folder import RunFolder, trained_identity
+from pipeline.core.config import ConfigError, differences, field, to_dict
+from pipeline.core.device import resolve_device
+from pipeline.core.errors import PipelineError
+from pipeline.core.progress import SILENT, Progress
 from stages.train_data import SplitData, TrainingData, augment, batches, class_weights
 from stages.train_schedule import EarlyStopping, Schedule
-from stages.train_run import metrics, write_history
 
 log = logging.getLogger(__name__)
 _KILL_ENV = "PIPELINE_TEST_KILL_TRAIN"   # test-only: "MEMBER:EPOCH" SIGKILLs training after that epoch
@@ -50,13 +52,15 @@ class TrainConfig:
     frame_dropout: float = field(0.0, "augmentation: mask out each valid frame with this probability")
     temporal_jitter: int = field(0, "augmentation: move each frame slot by up to this many frames, in order")
     standardize: bool = field(True, "standardise each feature with mean/std fitted on the training split")
-    device: str = field("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
+    device: str = field("auto", "auto (CUDA when available), cpu, cuda or cuda:N", identity=False)
     deterministic: bool = field(True, "deterministic algorithms (same seed -> same history)")
     threads: int = field(0, "CPU threads for torch; 0: one for heads under a million parameters (faster, "
-                         "above all on a busy machine), torch's default for larger ones")
-    max_memory_gb: float = field(4.0, "hold the store's features in memory up to this size, else stream them")
-    checkpoint_interval: float = field(30.0, "seconds between last.pt writes (always at the end; 0: every epoch)")
-    eval_batch_size: int = field(256, "videos per batch when evaluating")
+                         "above all on a busy machine), torch's default for larger ones", identity=False)
+    max_memory_gb: float = field(4.0, "hold the store's features in memory up to this size, else stream them",
+                                 identity=False)
+    checkpoint_interval: float = field(30.0, "seconds between last.pt writes (always at the end; 0: every epoch)",
+                                       identity=False)
+    eval_batch_size: int = field(256, "videos per batch when evaluating", identity=False)
 
     def validate(self) -> None:
         bad = [n for n in ("epochs", "batch_size", "eval_batch_size") if getattr(self, n) < 1]
@@ -86,17 +90,6 @@ class MemberResult:
     monitor: str
     seconds: float
     params: int
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PipelineError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise PipelineError(f"--device {name!r} is not a device: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -131,6 +124,17 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def _to_device(x: np.ndarray, mask: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True).float(),
             torch.from_numpy(np.ascontiguousarray(mask)).to(device))
+
+
+def metrics(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """AUC (NaN when one class is missing) and accuracy at ``threshold``; NaN for no videos."""
+    if len(labels) == 0:
+        return {"auc": math.nan, "acc": math.nan}
+    try:
+        a = auc(labels, probs)
+    except StatsError:
+        a = math.nan
+    return {"auc": a, "acc": float(np.mean((probs >= threshold) == (labels == 1)))}
 
 
 def train_one_epoch(model: Member, split: SplitData, batch_list: list[np.ndarray], optimizer, criterion,
@@ -204,9 +208,10 @@ def _state(model: Member) -> dict[str, torch.Tensor]:
 
 
 def fit_member(spec: MemberSpec, data: TrainingData, standardisation: tuple[np.ndarray, np.ndarray],
-               cfg: TrainConfig, member_dir: Path, resume: bool, progress=None) -> MemberResult:
+               cfg: TrainConfig, run: RunFolder, resume: bool, progress: Progress = SILENT) -> MemberResult:
     """Train one member (or continue it from last.pt) and return it with its best epoch's weights."""
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
+    member_dir = run.member_dir(spec.name)
     member_dir.mkdir(parents=True, exist_ok=True)
     monitor = choose_monitor(cfg, data)
     higher = monitor == "val_auc"
@@ -229,15 +234,15 @@ def fit_member(spec: MemberSpec, data: TrainingData, standardisation: tuple[np.n
         schedule = Schedule(cfg.schedule, cfg.lr, cfg.epochs * steps, max(1, cfg.patience // 2), higher)
         stop = EarlyStopping(cfg.patience, higher)
         common = {"member": spec.to_dict(), "train_config": to_dict(cfg), "store": data.provenance,
-                  "data_sha256": data.fingerprint, "monitor": monitor}
+                  "store_identity": data.identity, "data_sha256": data.fingerprint, "monitor": monitor}
         history, epoch, finished, seconds, best_state = [], 0, False, 0.0, None
-        last_path, best_path = member_dir / "last.pt", member_dir / "best.pt"
+        last_path, best_path = run.checkpoint(spec.name, "last"), run.checkpoint(spec.name, "best")
         if last_path.is_file():
             if not resume:
                 raise PipelineError(f"{member_dir} already holds a training of member {spec.name}; pass "
                                     f"--resume to continue it, or use another RUN or member name")
             ckpt = load_checkpoint(last_path, map_location=device)
-            diff = identity_differences(ckpt["store"], data.provenance)
+            diff = differences(trained_identity(ckpt), data.identity)
             if ckpt["member"] != spec.to_dict() or diff:
                 raise PipelineError(f"{last_path} was trained as {ckpt['member']} on another store or member "
                                     f"config ({'; '.join(diff) or 'member differs'}); cannot resume it")
@@ -246,9 +251,9 @@ def fit_member(spec: MemberSpec, data: TrainingData, standardisation: tuple[np.n
             schedule.state, stop.state = dict(ckpt["schedule"]), dict(ckpt["early_stopping"])
             history, epoch, finished, seconds = list(ckpt["history"]), ckpt["epoch"], ckpt["finished"], ckpt["seconds"]
             best_state = load_checkpoint(best_path)["model"] if best_path.is_file() else _state(model)
-            write_history(member_dir / "history.csv", history)
+            run.write_history(spec.name, history)
             log.info("member %s: resuming after epoch %d%s", spec.name, epoch, " (already finished)" * finished)
-        task = progress.add_task(spec.name, total=cfg.epochs, completed=epoch, status="") if progress else None
+        progress.start(spec.name, total=cfg.epochs, completed=epoch, status="")
         best_dirty, saved_at, started = False, time.monotonic(), time.monotonic()
         while not finished and epoch < cfg.epochs:
             epoch += 1
@@ -264,7 +269,7 @@ def fit_member(spec: MemberSpec, data: TrainingData, standardisation: tuple[np.n
                 best_state, best_dirty = _state(model), True
             schedule.after_epoch(row[monitor])
             finished = stop.stop or epoch >= cfg.epochs
-            write_history(member_dir / "history.csv", history)
+            run.write_history(spec.name, history)
             if finished or time.monotonic() - saved_at >= cfg.checkpoint_interval:
                 elapsed = seconds + time.monotonic() - started
                 if best_dirty:   # best.pt first, so last.pt never points at a best epoch not on disk
@@ -277,11 +282,9 @@ def fit_member(spec: MemberSpec, data: TrainingData, standardisation: tuple[np.n
                                             "finished": finished, "seconds": elapsed})
                 saved_at = time.monotonic()
             _maybe_kill(spec.name, epoch)
-            if progress:
-                progress.update(task, completed=epoch, status=f"loss {tr.loss:.3f} {monitor} {row[monitor]:.3f}")
+            progress.update(spec.name, completed=epoch, status=f"loss {tr.loss:.3f} {monitor} {row[monitor]:.3f}")
         seconds += time.monotonic() - started
-        if progress:
-            progress.update(task, completed=cfg.epochs, status=f"best epoch {stop.state['best_epoch']}")
+        progress.update(spec.name, completed=cfg.epochs, status=f"best epoch {stop.state['best_epoch']}")
         model.load_state_dict(best_state)
         model.eval()
     return MemberResult(spec, model, history, stop.state["best_epoch"] or epoch, monitor, seconds, params)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from features.store import FeatureStore
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -51,9 +51,6 @@ class SplitData:
         rows = self.rows[idx]   # streamed: one HDF5 read per batch (read_rows sorts and restores the order)
         return self.store.read_rows("features", rows), self.store.read_rows("mask", rows)
 
-    def all(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.fetch(np.arange(len(self)))
-
 
 def _available_bytes() -> float:
     """MemAvailable from /proc/meminfo; infinity where that file does not exist."""
@@ -72,6 +69,7 @@ class TrainingData:
     def __init__(self, store_path: str | Path, max_memory_gb: float):
         self.store = FeatureStore.open(store_path)
         self.provenance = dict(self.store.provenance)
+        self.identity = dict(self.store.identity)
         self.frames, self.dim = int(self.store.frames), int(self.store.dim)
         records = [r for r in self.store.videos() if r.label in (0, 1) and r.split in SPLITS]
         skipped = len(self.store.videos()) - len(records)

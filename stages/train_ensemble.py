@@ -1,131 +1,106 @@
 """Stage two for a whole run: train every member of an ensemble, or add one head to a finished run.
 
 ``run`` makes (or, with ``resume``, continues) RUN from STORE: run.json first (the store's provenance, the
-members, the config), then each member, then predictions.csv with the ensemble (mean of the members'
-softmax outputs) and the decision threshold chosen on validation. ``add_head`` trains one more member into
-a finished run on the same store, so a new head joins the comparisons without re-extraction.
+members, the config), then each member, then the run's predictions with the ensemble (mean of the members'
+softmax outputs) and every model's decision threshold chosen on validation (``ensembles.run_folder``
+owns those files). ``add_head`` trains one more member into a finished run on the same store, so a new head
+joins the comparisons without re-extraction. Progress goes through callbacks; nothing is printed here.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich import box
-from rich.table import Table
 
-from ensembles.ensemble import DEFAULT_MEMBERS, EnsembleConfig, MemberSpec
-from pipeline.config import ConfigError, build, to_dict
-from pipeline.errors import PipelineError
-from pipeline.ui import console
-from stages.train import MemberResult, TrainConfig, fit_member, pick_device, split_outputs
+from ensembles.ensemble import DEFAULT_MEMBERS, ENSEMBLE, EnsembleConfig, MemberSpec, probabilities
+from ensembles.run_folder import RunError, RunFolder, Row, check_store
+from pipeline.core.config import ConfigError, build, differences, identity_of, to_dict
+from pipeline.core.device import resolve_device
+from pipeline.core.progress import SILENT, Progress
+from pipeline.core.versions import package_versions
+from stages.train import MemberResult, TrainConfig, fit_member, metrics, split_outputs
 from stages.train_data import TrainingData
-from stages.train_run import (assemble_predictions, attention_rows, check_store, choose_threshold, csv_text,
-                              member_prediction_rows, metrics, now, read_run, versions, write_atomic, write_run)
-from stages.train_run import ATTENTION_COLUMNS, PREDICTION_COLUMNS
 
 log = logging.getLogger(__name__)
-# Options that may change when a run is resumed: they change where and how fast, not what is learned.
-FREE_ON_RESUME = ("device", "max_memory_gb", "checkpoint_interval", "eval_batch_size", "threads")
+EVAL_SPLITS = ("val", "test")
 
 
 def resumed_config(saved: dict, overrides: dict) -> TrainConfig:
+    """The run's own config, with only non-identity options (device, threads, ...) allowed to change."""
     cfg = build(TrainConfig, {**saved, **overrides})
-    changed = [k for k, v in to_dict(cfg).items() if k not in FREE_ON_RESUME and saved.get(k) != v]
+    changed = differences(identity_of(build(TrainConfig, saved)), identity_of(cfg))
     if changed:
-        raise ConfigError(f"--resume continues a run with its own config; these options differ from it: "
-                          f"{', '.join(f'{k}={to_dict(cfg)[k]!r} (run: {saved.get(k)!r})' for k in changed)}")
+        raise ConfigError("--resume continues a run with its own config; these options differ from it (run != "
+                          f"now): {'; '.join(changed)}")
     return cfg
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("epochs {task.fields[status]}"), TimeElapsedColumn(), console=console)
+def now() -> str:
+    import datetime as _dt
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _member_outputs(result: MemberResult, data: TrainingData, cfg: TrainConfig, member_dir: Path) -> None:
+def _member_outputs(result: MemberResult, data: TrainingData, cfg: TrainConfig, run: RunFolder) -> None:
     """members/<name>/predictions.csv (and attention.csv) on val and test, from the best weights."""
-    device = pick_device(cfg.device)
-    name, splits = result.spec.name, data.splits
-    probs = {s: split_outputs(result.model, splits[s], device, cfg.eval_batch_size).double().softmax(-1)[:, 1].numpy()
-             for s in ("val", "test")}
-    write_atomic(member_dir / "predictions.csv",
-                 csv_text(PREDICTION_COLUMNS, member_prediction_rows(name, splits, probs)))
-    if hasattr(result.model.head, "attention"):
-        weights = {s: split_outputs(result.model, splits[s], device, cfg.eval_batch_size, attention=True).numpy()
-                   for s in ("val", "test")}
-        write_atomic(member_dir / "attention.csv", csv_text(ATTENTION_COLUMNS, attention_rows(name, splits, weights)))
+    device = resolve_device(cfg.device)
+    name, rows, attention = result.spec.name, [], []
+    has_attention = hasattr(result.model.head, "attention")
+    for split in EVAL_SPLITS:
+        d = data.splits[split]
+        probs = probabilities(split_outputs(result.model, d, device, cfg.eval_batch_size))
+        for i, vid in enumerate(d.video_ids):
+            no_face = not d.has_frames[i]
+            rows.append(Row(vid, split, int(d.labels[i]), d.groups[i], name, 0.5 if no_face else float(probs[i]),
+                            no_face))
+        if has_attention:
+            weights = split_outputs(result.model, d, device, cfg.eval_batch_size, attention=True).numpy()
+            attention += [(vid, name, t, float(w)) for i, vid in enumerate(d.video_ids)
+                          for t, w in enumerate(weights[i])]
+    run.write_member_outputs(name, rows, attention=attention)
 
 
-def _train(spec: MemberSpec, data: TrainingData, stats, cfg: TrainConfig, run_dir: Path, resume: bool,
+def _train(spec: MemberSpec, data: TrainingData, stats, cfg: TrainConfig, run: RunFolder, resume: bool,
            progress: Progress) -> dict:
-    member_dir = run_dir / "members" / spec.name
-    member_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(member_dir / "config.json", json.dumps(
-        {"member": spec.to_dict(), "train": to_dict(cfg), "feature_dim": data.dim, "frames": data.frames},
-        indent=2) + "\n")
-    result = fit_member(spec, data, stats, cfg, member_dir, resume, progress)
-    _member_outputs(result, data, cfg, member_dir)
+    run.write_member_config(spec.name, {"member": spec.to_dict(), "train": to_dict(cfg), "feature_dim": data.dim,
+                                        "frames": data.frames})
+    result = fit_member(spec, data, stats, cfg, run, resume, progress)
+    _member_outputs(result, data, cfg, run)
     best = result.history[result.best_epoch - 1] if result.history else {}
     return {**spec.to_dict(), "epochs": len(result.history), "best_epoch": result.best_epoch,
             "monitor": result.monitor, "params": result.params, "seconds": round(result.seconds, 2),
             "val_loss": best.get("val_loss"), "val_auc": best.get("val_auc"), "val_acc": best.get("val_acc")}
 
 
-def _finish(run_dir: Path, info: dict) -> dict:
-    """predictions.csv, attention.csv, the threshold; run.json marked complete; the final table."""
-    val = assemble_predictions(run_dir, info["members"])
-    scored = [v for v in val.values() if not v[2]]            # videos with a face
-    labels = np.array([v[0] for v in scored], dtype=np.int64)
-    probs = np.array([v[1] for v in scored])
-    threshold, how = choose_threshold(labels, probs)
-    info.update(threshold=threshold, threshold_method=how, status="complete", finished=now(),
-                ensemble_val={**metrics(labels, probs), "acc_at_threshold": metrics(labels, probs, threshold)["acc"],
-                              "videos": len(scored)})
-    write_run(run_dir, info)
-    console.print(_table(run_dir, info))
+def _finish(run: RunFolder, info: dict) -> dict:
+    """predictions.csv, attention.csv, every threshold; run.json marked complete."""
+    splits = run.assemble(info)
+    val = splits.get("val")
+    if val is not None and ENSEMBLE in val.models:
+        keep = ~val.no_face                                    # videos with a face
+        labels, probs = val.labels[keep].astype(np.int64), val.prob(ENSEMBLE)[keep]
+    else:
+        labels, probs = np.zeros(0, np.int64), np.zeros(0)
+    info.update(status="complete", finished=now(),
+                ensemble_val={**metrics(labels, probs), "acc_at_threshold": metrics(labels, probs, info["threshold"])["acc"],
+                              "videos": int(len(labels))})
+    run.write(info)
     return info
 
 
-def _fmt(value) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def _table(run_dir: Path, info: dict) -> Table:
-    table = Table(title=f"stage two: {run_dir}\nvalidation loss, AUC and accuracy at each member's best epoch",
-                  title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("member", no_wrap=True)
-    for col in ("params", "epochs", "best", "loss", "AUC", "acc", "s"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for m in info["members"]:
-        label = m["name"] if m["name"].startswith(m["head"]) else f"{m['name']} ({m['head']})"
-        table.add_row(label + ("" if m.get("in_ensemble", True) else "*"),
-                      f"{m.get('params', 0) / 1e6:.2f}M", str(m.get("epochs", "-")), str(m.get("best_epoch", "-")),
-                      _fmt(m.get("val_loss")), _fmt(m.get("val_auc")), _fmt(m.get("val_acc")),
-                      f"{m.get('seconds', 0):.1f}")
-    ev = info["ensemble_val"]
-    table.add_row("[bold]ensemble[/] (mean)", "", "", "", "", _fmt(ev["auc"]), _fmt(ev["acc"]),
-                  f"{sum(m.get('seconds', 0) for m in info['members']):.1f}")
-    table.caption = (f"threshold {info['threshold']:.3f} ({info['threshold_method']}): val acc "
-                     f"{_fmt(ev['acc_at_threshold'])} on {ev['videos']} videos with a face"
-                     + ("; * compared, not averaged" if not all(m.get("in_ensemble", True) for m in info["members"])
-                        else ""))
-    return table
+def _standardisation(data: TrainingData, cfg: TrainConfig):
+    return data.standardisation() if cfg.standardize else (np.zeros(data.dim), np.ones(data.dim))
 
 
 def run(store: str | Path, run_dir: str | Path, overrides: dict, ensemble: EnsembleConfig | None = None,
-        resume: bool = False, command: str = "") -> Path:
-    """Train every member of ``ensemble`` (default: DEFAULT_MEMBERS) on STORE into RUN."""
-    run_dir = Path(run_dir)
-    exists = (run_dir / "run.json").is_file()
+        resume: bool = False, command: str = "", progress: Progress = SILENT) -> dict:
+    """Train every member of ``ensemble`` (default: DEFAULT_MEMBERS) on STORE into RUN; returns run.json."""
+    folder = RunFolder(run_dir)
+    exists = folder.exists()
     if exists and not resume:
-        raise PipelineError(f"{run_dir} already holds a training run: pass --resume to continue it, "
-                            f"or choose another RUN")
+        raise RunError(f"{run_dir} already holds a training run: pass --resume to continue it, or choose another RUN")
     if exists:
-        info = read_run(run_dir)
+        info = folder.read()
         cfg = resumed_config(info["train_config"], overrides)
         saved = EnsembleConfig(tuple(MemberSpec.from_dict(m) for m in info["members"]))
         if ensemble is not None and ensemble != saved:
@@ -139,39 +114,32 @@ def run(store: str | Path, run_dir: str | Path, overrides: dict, ensemble: Ensem
     with TrainingData(store, cfg.max_memory_gb) as data:
         data.training_rows()                     # a training split that cannot be used: say so now
         if exists:
-            check_store(info, data.provenance, data.fingerprint, run_dir)
+            check_store(info, data.identity, data.fingerprint, folder.path, str(store))
         else:
-            info = {"store": data.provenance, "members": [m.to_dict() for m in ensemble.members],
-                    "train_config": to_dict(cfg), "threshold": 0.5, "created": now(), "versions": versions(),
+            info = {"store": data.provenance, "store_identity": data.identity,
+                    "members": [m.to_dict() for m in ensemble.members], "train_config": to_dict(cfg),
+                    "threshold": 0.5, "created": now(), "versions": package_versions("torch", "numpy", "h5py"),
                     "command": command, "status": "training",
                     "data": {"sha256": data.fingerprint, "videos": data.counts, "in_memory": data.in_memory}}
-            write_run(run_dir, info)
-        stats = data.standardisation() if cfg.standardize else (np.zeros(data.dim), np.ones(data.dim))
-        entries = []
-        with _progress() as progress:
-            for spec in ensemble.members:
-                entries.append(_train(spec, data, stats, cfg, run_dir, resume, progress))
-        info["members"] = entries
-        _finish(run_dir, info)
-    return run_dir
+            folder.write(info)
+        stats = _standardisation(data, cfg)
+        info["members"] = [_train(spec, data, stats, cfg, folder, resume, progress) for spec in ensemble.members]
+        return _finish(folder, info)
 
 
 def add_head(store: str | Path, run_dir: str | Path, spec: MemberSpec, overrides: dict, resume: bool = False,
-             command: str = "") -> Path:
+             command: str = "", progress: Progress = SILENT) -> dict:
     """Train one more member into a finished run on the same store; it joins predictions.csv."""
-    run_dir = Path(run_dir)
-    info = read_run(run_dir)
+    folder = RunFolder(run_dir)
+    info = folder.read()
     if info.get("status") != "complete":
-        raise PipelineError(f"{run_dir}: the ensemble has not finished training; finish it first with "
-                            f"`train-ensemble --resume --store STORE --run {run_dir}`")
+        raise RunError(f"{run_dir}: the ensemble has not finished training; finish it first with "
+                       f"`train-ensemble --resume --store STORE --run {run_dir}`")
     if spec.name in {m["name"] for m in info["members"]}:
-        raise PipelineError(f"{run_dir} already has a member named {spec.name!r}; choose another with --name")
+        raise RunError(f"{run_dir} already has a member named {spec.name!r}; choose another with --name")
     cfg = build(TrainConfig, {**info["train_config"], **overrides})
     with TrainingData(store, cfg.max_memory_gb) as data:
-        check_store(info, data.provenance, data.fingerprint, run_dir)
-        stats = data.standardisation() if cfg.standardize else (np.zeros(data.dim), np.ones(data.dim))
-        with _progress() as progress:
-            entry = _train(spec, data, stats, cfg, run_dir, resume, progress)
+        check_store(info, data.identity, data.fingerprint, folder.path, str(store))
+        entry = _train(spec, data, _standardisation(data, cfg), cfg, folder, resume, progress)
     info["members"].append({**entry, "command": command})
-    _finish(run_dir, info)
-    return run_dir
+    return _finish(folder, info)

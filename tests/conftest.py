@@ -17,7 +17,7 @@ FAST = ["--frames", "4", "--crop", "64", "--weights", "random", "--precision", "
 def sample_dataset(tmp_path_factory) -> Path:
     from pipeline.sample import SampleConfig, run
     out = tmp_path_factory.mktemp("sample") / "data"
-    run(SampleConfig(out=str(out), videos=8, seed=0, frames=12), quiet=True)
+    run(SampleConfig(out=str(out), videos=8, seed=0, frames=12))
     return out
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError
+from pipeline.core.config import ConfigError
 from pipeline.datasets import (DatasetConfig, DatasetError, VideoEntry, check_no_group_leak, detect_layout,
                                load_manifest, manifest_sha256, read_manifest, write_manifest)
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 
 def touch(root: Path, *rels: str) -> None:

@@ -132,3 +132,20 @@ def test_bad_inputs_are_recorded_and_good_videos_stored(sample_dataset, tmp_path
     assert again["done"] == 0 and again["skipped"] == 8
     retry = json.loads(cli(*args, "--json", "--retry-failed").stdout)   # ... unless asked
     assert retry["skipped"] == 4 and sum(retry["failed"].values()) == 4
+
+
+def test_a_second_features_on_a_locked_store_leaves_the_running_ones_files_alone(sample_dataset, tmp_path):
+    """The manifest and config are written under the store's lock: a refused run touches neither."""
+    from features.lock import WriterLock
+    store = tmp_path / "busy.h5"
+    manifest = tmp_path / "busy.h5.manifest.csv"
+    other = tmp_path / "other"
+    shutil.copytree(sample_dataset, other)
+    (other / "manifest.csv").unlink()               # a folder dataset: another manifest than the running one's
+    manifest.write_text("video_id,path,label,split,group,method,split_source\nrunning.mp4,/x,0,train,g,,seeded\n")
+    before = manifest.read_bytes()
+    with WriterLock(store):                         # the running writer holds the store
+        res = cli("features", str(other), "--store", str(store), *FAST, check=False)
+    assert res.returncode == 2 and "another process" in res.stderr
+    assert manifest.read_bytes() == before
+    assert not (tmp_path / "busy.h5.config.json").exists() and not store.exists()

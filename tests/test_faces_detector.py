@@ -66,7 +66,7 @@ def _sample_clip_frames(tmp_path) -> list[np.ndarray]:
     """Frames decoded from generated sample clips (real photos filmed by a virtual camera, H.264)."""
     from pipeline.sample import SampleConfig, run
     from stages.decode import sample_frames
-    out = run(SampleConfig(out=str(tmp_path / "sample"), videos=2, frames=6, width=256, height=256), quiet=True)
+    out = run(SampleConfig(out=str(tmp_path / "sample"), videos=2, frames=6, width=256, height=256))
     return [sample_frames(p, 3).frames for p in sorted(out.rglob("*.mp4"))]
 
 

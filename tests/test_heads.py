@@ -135,7 +135,7 @@ def test_duplicate_name_is_an_error():
 
 
 def test_a_new_head_joins_the_registry(monkeypatch):
-    monkeypatch.setattr(registry, "_HEADS", dict(registry._HEADS))   # keep the global registry clean
+    monkeypatch.setattr(registry._HEADS, "_items", dict(registry._HEADS._items))   # keep the registry clean
 
     @register_head("tiny-test-head")
     class Tiny(nn.Module):

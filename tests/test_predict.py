@@ -48,20 +48,20 @@ def test_predict_table_and_csv(trained_run):
 
 
 def test_explain_writes_a_png_with_concentrated_heatmaps_and_attention(trained_run, tmp_path):
-    from ensembles.ensemble import load_run
+    from ensembles.run_folder import load_run, trained_identity
     from pipeline.explain import explain_video
     from pipeline.predict import find_videos, judge, pipeline_for_run
-    from stages.extract import results
+    from stages.local_engine import LocalEngine
 
     run, data = trained_run["run"], trained_run["data"]
     out = tmp_path / "explain"
     cli("predict", str(data / "fake"), "--run", str(run), "--explain", str(out))
     assert len(list(out.glob("*.png"))) == 4
     ensemble = load_run(run)
-    pipe = pipeline_for_run(json.loads((run / "run.json").read_text())["store"], "cpu")
+    pipe = pipeline_for_run(ensemble.store, trained_identity(ensemble.info), "cpu")
     target = find_videos([sorted((data / "fake").glob("*.mp4"))[0]])
-    res = next(iter(results(pipe, target, keep_crops=True)))[0]
-    pred = judge(res, ensemble, ensemble.threshold, 0.0)
+    res = next(iter(LocalEngine(pipe.cfg, pipe.faces, pipe=pipe).results(target, keep_crops=True)))[0]
+    pred = judge(res, ensemble)
     path, cams, att = explain_video(res, pred, pipe, ensemble, tmp_path)
     assert path.stat().st_size > 10_000
     assert cams.shape == (res.mask.sum(), 112, 112)
@@ -114,7 +114,30 @@ def test_a_run_on_other_preprocessing_is_refused(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run["run"], run)
     info = json.loads((run / "run.json").read_text())
-    info["store"]["weights_sha256"] = "f" * 64
+    info["store_identity"]["weights_sha256"] = "f" * 64
     (run / "run.json").write_text(json.dumps(info))
     res = cli("predict", str(trained_run["data"]), "--run", str(run), check=False)
     assert res.returncode == 2 and "differs" in res.stderr or "trained on" in res.stderr
+
+
+def test_predict_cache_twice_appends_new_videos_and_never_rewrites_a_committed_row(trained_run, tmp_path):
+    import h5py
+    run, data = trained_run["run"], trained_run["data"]
+    videos = sorted((data / "fake").glob("*.mp4"))
+    store = tmp_path / "cache.h5"
+    cli("predict", str(videos[0]), str(videos[1]), "--run", str(run), "--cache", str(store))
+
+    def rows(path):
+        with h5py.File(path, "r", locking=False) as f:
+            status = f["status"][:]
+            ids = [v.decode() for v in f["video_id"][:]]
+            return {ids[r]: {k: f[k][r].tobytes() for k in f if f[k].shape and len(f[k].shape) >= 1}
+                    for r in range(len(status)) if status[r]}
+
+    first = rows(store)
+    assert sorted(first) == [videos[0].name, videos[1].name]
+    cli("predict", str(videos[1]), str(videos[0]), str(videos[2]), "--run", str(run), "--cache", str(store))
+    second = rows(store)
+    assert sorted(second) == sorted(v.name for v in videos[:3])
+    for vid, cols in first.items():                 # every byte of every committed row is as it was
+        assert second[vid] == cols, vid

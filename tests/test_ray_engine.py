@@ -231,7 +231,7 @@ def test_two_node_cluster_through_ray_address(dataset, ray_env, tmp_path):
 
 # ---- without a Ray instance -----------------------------------------------------------------------------
 def test_the_default_plan_uses_the_whole_cluster():
-    from pipeline.errors import PipelineError
+    from pipeline.core.errors import PipelineError
     from stages.preprocess import FeatureConfig
     from stages.ray_engine import RayConfig
     from stages.ray_engine.cluster import Cluster, make_plan

@@ -14,6 +14,7 @@ import pytest
 from sklearn import metrics as skm
 
 from pipeline import cli
+from ensembles import run_folder
 from pipeline.report import ReportConfig, load, metrics, run
 
 MEMBERS = [("gru_s0", "gru", 0), ("gru_s1", "gru", 1), ("lstm_s0", "lstm", 0), ("lstm_s1", "lstm", 1),
@@ -60,7 +61,7 @@ def make_run(root: Path, n_test: int = 40, n_val: int = 24, single_class_test: b
                              "no_face": int(no_face[i])})
     run_dir.mkdir(parents=True)
     with (run_dir / "predictions.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(load.PREDICTION_COLUMNS))
+        w = csv.DictWriter(fh, fieldnames=list(run_folder.PREDICTION_COLUMNS))
         w.writeheader()
         w.writerows(rows)
     for name, head, s in MEMBERS:
@@ -69,7 +70,7 @@ def make_run(root: Path, n_test: int = 40, n_val: int = 24, single_class_test: b
         epochs = np.arange(1, 6)
         with (member / "history.csv").open("w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(load.HISTORY_COLUMNS)
+            w.writerow(run_folder.HISTORY_COLUMNS)
             for e in epochs:
                 w.writerow([e, 0.7 / e, 0.6 + 0.07 * e, 0.55 + 0.07 * e, 0.72 / e ** 0.5, 0.58 + 0.05 * e,
                             0.55 + 0.05 * e, 1e-3])

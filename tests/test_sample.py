@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main as cli_main
-from pipeline.config import ConfigError
+from pipeline.core.config import ConfigError
 from pipeline.sample import COLUMNS, SampleConfig, SampleError, render_source, run
 from stages.decode import sample_frames
 from stages.media import probe
@@ -21,7 +21,7 @@ FRAMES = 12   # short clips keep this module fast; every other option is the def
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     cfg = SampleConfig(out=str(tmp_path_factory.mktemp("a") / "sample"), videos=8, seed=0, frames=FRAMES)
-    return cfg, run(cfg, quiet=True)
+    return cfg, run(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +96,13 @@ def test_the_manifest_loads_with_pairs_kept_together(sample):
 
 def test_same_seed_gives_an_identical_manifest(sample, tmp_path):
     cfg, out = sample
-    again = run(SampleConfig(out=str(tmp_path / "again"), videos=8, seed=0, frames=FRAMES), quiet=True)
+    again = run(SampleConfig(out=str(tmp_path / "again"), videos=8, seed=0, frames=FRAMES))
     assert (again / "manifest.csv").read_bytes() == (out / "manifest.csv").read_bytes()   # sha256 included
 
 
 def test_another_seed_gives_other_clips(sample, tmp_path):
     _, out = sample
-    other = _rows(run(SampleConfig(out=str(tmp_path / "s1"), videos=2, seed=1, frames=FRAMES), quiet=True))
+    other = _rows(run(SampleConfig(out=str(tmp_path / "s1"), videos=2, seed=1, frames=FRAMES)))
     first = {r["video_id"]: r["sha256"] for r in _rows(out)}
     assert [r["video_id"] for r in other] == ["fake/src000_fake.mp4", "real/src000_real.mp4"]
     assert all(first[r["video_id"]] != r["sha256"] for r in other)
@@ -172,8 +172,8 @@ def test_cli_odd_count_adds_a_real_and_saves_the_config(tmp_path, capsys):
 
 def test_rerunning_into_an_earlier_sample_replaces_its_clips(tmp_path):
     out = tmp_path / "s"
-    run(SampleConfig(out=str(out), videos=4, frames=4), quiet=True)
-    run(SampleConfig(out=str(out), videos=2, frames=4), quiet=True)
+    run(SampleConfig(out=str(out), videos=4, frames=4))
+    run(SampleConfig(out=str(out), videos=2, frames=4))
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mp4")) == [r["path"] for r in _rows(out)]
     assert len(_rows(out)) == 2
 
@@ -182,13 +182,13 @@ def test_bad_out_is_a_clear_error(tmp_path, capsys):
     a_file = tmp_path / "clips.txt"
     a_file.write_text("not a folder")
     with pytest.raises(SampleError, match="is a file"):
-        run(SampleConfig(out=str(a_file), videos=2, frames=4), quiet=True)
+        run(SampleConfig(out=str(a_file), videos=2, frames=4))
     assert cli_main(["sample", str(a_file), "--videos", "2"]) == 2
     assert "is a file" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.md").write_text("mine")
     with pytest.raises(SampleError, match="holds no earlier sample"):
-        run(SampleConfig(out=str(tmp_path / "other"), videos=2, frames=4), quiet=True)
+        run(SampleConfig(out=str(tmp_path / "other"), videos=2, frames=4))
     assert (tmp_path / "other" / "notes.md").read_text() == "mine"
 
 
@@ -198,7 +198,7 @@ def test_an_ffmpeg_failure_is_reported_with_its_message(tmp_path, monkeypatch):
     broken.chmod(0o755)
     monkeypatch.setattr("pipeline.sample.ffmpeg_exe", lambda: str(broken))
     with pytest.raises(SampleError, match="could not encode .*Unknown encoder libx264"):
-        run(SampleConfig(out=str(tmp_path / "s"), videos=1, frames=2), quiet=True)
+        run(SampleConfig(out=str(tmp_path / "s"), videos=1, frames=2))
 
 
 @pytest.mark.parametrize("bad", [{"width": 255}, {"height": 32}, {"videos": 0}, {"frames": 1}, {"seed": -1}])

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from features import schema
-from features.store import FeatureStore, StoreError, write_synthetic_store
+from features.store import FeatureStore, StoreError
+from features.synthetic import write_synthetic_store
 from features.synthetic import synthetic_provenance
 from features.writer import StoreWriter, VideoResult
 
@@ -105,7 +106,7 @@ def test_failed_and_no_face_rows_are_recorded(tmp_path):
         assert [e.video_id for e in w.todo(rows)] == []
         assert [e.video_id for e in w.todo(rows, retry_failed=True)] == ["bad.mp4"]
     with FeatureStore.open(tmp_path / "s.h5") as st:
-        assert st.record("bad.mp4").reason == "empty file (0 bytes)"
+        assert [r.reason for r in st.videos(status="failed")] == ["empty file (0 bytes)"]
         assert [r.video_id for r in st.videos()] == ["blank.mp4"]
         assert st.summary()["videos_without_face"] == 1
 

@@ -16,11 +16,13 @@ import torch
 
 from ensembles.checkpoint import CheckpointError, load_checkpoint
 from ensembles.compare import auc
-from ensembles.ensemble import MemberSpec, load_run
-from features.store import FeatureStore, write_synthetic_store
+from ensembles.ensemble import MemberSpec
+from ensembles.run_folder import load_run, store_differences
+from features.store import FeatureStore
+from features.synthetic import write_synthetic_store
 from pipeline.cli import main as cli
-from pipeline.config import ConfigError
-from pipeline.errors import PipelineError
+from pipeline.core.config import ConfigError
+from pipeline.core.errors import PipelineError
 from pipeline.report.load import load_run as report_load_run
 from stages import train_ensemble
 
@@ -151,7 +153,7 @@ def test_load_run_predicts_what_training_wrote_from_raw_store_features(planted_r
     with FeatureStore.open(store) as st:
         ids = [r.video_id for r in st.videos(split="test")]
         x, m = st.load(ids)
-        ensemble.check_store(st.provenance)
+        assert store_differences(ensemble.info, st.identity) == []
     probs = ensemble.predict(x.astype(np.float32), m)
     saved = {(r["model"], r["video_id"]): float(r["prob_fake"]) for r in predictions(run) if r["split"] == "test"}
     for model, p in probs.items():

@@ -12,8 +12,6 @@ class Head(nn.Module):
     honours the mask) and ``forward_head`` (the classifier on the pooled vector). Logits are [real, fake].
     """
 
-    head_name: str = ""        # set by ``register_head``
-
     def forward_features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -12,7 +12,7 @@ HELP = "detect faces in a video's sampled frames: boxes, probabilities, the chos
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from pipeline.config import add_options
+    from pipeline.core.config import add_options
     from stages.faces import FaceConfig
     parser.add_argument("video", metavar="VIDEO", help="video file")
     parser.add_argument("--frames", type=int, default=16, help="frames sampled evenly over the video (default 16)")
@@ -43,10 +43,10 @@ def _result(sampled, dets, track, seconds: float, detector) -> dict:
 
 
 def _print_table(res: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"faces in {res['video']} ({res['size'][0]}x{res['size'][1]})", title_justify="left")
+    from pipeline.ui import cell, line, out
+    table = Table(title=cell(f"faces in {res['video']} ({res['size'][0]}x{res['size'][1]})"), title_justify="left")
     for col in ("frame", "time s", "faces", "boxes x1,y1,x2,y2 (prob)", "subject"):
         table.add_column(col)
     for f in res["frames"]:
@@ -54,16 +54,15 @@ def _print_table(res: dict) -> None:
                           f"({face['prob']:.3f})" for i, face in enumerate(f["faces"])) or "-"
         table.add_row(str(f["frame"]), f"{f['time']:.2f}", str(len(f["faces"])), boxes,
                       "-" if f["subject"] is None else f"#{f['subject']}")
-    out = Console()
     out.print(table)
     out.print(f"subject found in {res['subject_found']}/{res['frames_sampled']} frames; "
               f"faces in {res['frames_with_faces']} frames; detection {res['detect_seconds']:.2f} s")
     if res["frames_with_faces"] == 0:
         cfg = res["detector"]["config"]
-        out.print(f"[yellow]no face found.[/] Faces smaller than {cfg['min_face']:g} px at detection scale "
+        out.print(line(("no face found.", "yellow"), f" Faces smaller than {cfg['min_face']:g} px at detection scale "
                   f"(frames searched at most {cfg['max_side']} px on the longer side) or below the thresholds "
                   f"{cfg['thresholds']} are not reported: try --min-face, --max-side 0, --thresholds, and "
-                  "--sheet to look at the frames.")
+                  "--sheet to look at the frames."))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,8 +70,8 @@ def main(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from pipeline.config import resolve
-    from pipeline.errors import PipelineError
+    from pipeline.core.config import resolve
+    from pipeline.core.errors import PipelineError
     from stages.decode import sample_frames
     from stages.faces import FaceConfig, FaceDetector, crop_faces, select_subject
 
@@ -96,6 +95,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         _print_table(res)
         if args.sheet:
-            from rich.console import Console
-            Console().print(f"contact sheet: {res['sheet']}")
+            from pipeline.ui import cell, out
+            out.print(cell(f"contact sheet: {res['sheet']}"))
     return 0

@@ -13,11 +13,10 @@ def configure(parser) -> None:
 
 
 def main(args) -> int:
-    from rich.console import Console
     from rich.panel import Panel
 
     from features.store import FeatureStore
-    from pipeline.ui import kv_table
+    from pipeline.ui import cell, kv_table, out
 
     with FeatureStore.open(args.store) as st:
         summary, prov = st.summary(), st.provenance
@@ -27,9 +26,8 @@ def main(args) -> int:
                           "failed": [{"video_id": r.video_id, "reason": r.reason} for r in failed]},
                          indent=2, default=str))
         return 0
-    out = Console()
     if prov.get("random_weights"):
-        out.print(Panel(prov.get("warning", "RANDOM BACKBONE WEIGHTS"), style="bold white on red"))
+        out.print(Panel(cell(prov.get("warning", "RANDOM BACKBONE WEIGHTS")), style="bold white on red"))
     rows = [("videos", summary["videos"]), ("capacity (rows)", summary["capacity"])]
     rows += [(f"status {k}", v) for k, v in sorted(summary["by_status"].items())]
     rows += [(f"label {k}", v) for k, v in sorted(summary["by_label"].items())]
@@ -39,12 +37,13 @@ def main(args) -> int:
              ("file size", f"{summary['bytes'] / 1e6:.1f} MB"), ("last update", summary["updated"])]
     out.print(kv_table(f"feature store {args.store}", rows))
     det = prov.get("detector", {})
-    engine = prov.get("backbone_engine", {})
+    engine = {**prov.get("backbone_engine", {}), **prov.get("backbone_numerics", {})}
     prov_rows = [("schema", prov.get("schema_version")), ("backbone", prov.get("backbone")),
                  ("weights", f"{prov.get('weights')} (sha256 {str(prov.get('weights_sha256'))[:16]}...)"),
                  ("frames (T)", prov.get("frames")), ("crop", prov.get("crop")), ("margin", prov.get("margin")),
                  ("detector", ", ".join(f"{k}={v}" for k, v in det.items()) if isinstance(det, dict) else det),
-                 ("engine", ", ".join(f"{k}={v}" for k, v in engine.items() if k != "probe")),
+                 ("sampling", prov.get("sampling")),
+                 ("engine", ", ".join(f"{k}={v}" for k, v in engine.items() if k not in ("probe", "choice"))),
                  ("created", prov.get("created")), ("manifest sha256", str(prov.get("manifest_sha256", ""))[:16]),
                  ("versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items()))]
     out.print(kv_table("provenance", prov_rows))

@@ -26,49 +26,61 @@ def configure(parser) -> None:
 def _print_table(preds, threshold: float) -> None:
     from rich.table import Table
 
-    from pipeline.ui import out
+    from pipeline.ui import cell, out
     members = sorted({m for p in preds for m in p.members})
-    table = Table(title=f"predictions (fake when p >= {threshold:.3f})", title_justify="left")
+    table = Table(title=cell(f"predictions (fake when p >= {threshold:.3f})"), title_justify="left")
     longest = max((len(p.video_id) for p in preds), default=5)
     table.add_column("video", no_wrap=True, min_width=min(longest, 60))   # the name must stay readable
     for col in ("P(fake)", "verdict", *members, "faces", "time"):
-        table.add_column(col, justify="left" if col == "verdict" else "right")
+        table.add_column(cell(col), justify="left" if col == "verdict" else "right")
     style = {"fake": "bold red", "real": "bold green", "error": "red"}
     for p in preds:
         prob = "-" if p.prob_fake is None else f"{p.prob_fake:.3f}"
         verdict = p.label if not p.error else f"error: {p.error}"
-        table.add_row(p.video_id, prob, f"[{style.get(p.label, 'yellow')}]{verdict}[/]",
+        table.add_row(cell(p.video_id), prob, cell(verdict, style.get(p.label, "yellow")),
                       *[f"{p.members[m]:.3f}" if m in p.members else "-" for m in members],
                       f"{p.face_coverage:.0%}", f"{p.seconds:.1f}s")
     out.print(table)
 
 
+def _print_csv(preds) -> None:
+    buf = io.StringIO()
+    members = sorted({m for p in preds for m in p.members})
+    w = csv.writer(buf)
+    w.writerow(["video_id", "path", "status", "prob_fake", "label", "face_coverage", "seconds", "error", *members])
+    for p in preds:
+        w.writerow([p.video_id, p.path, p.status, "" if p.prob_fake is None else f"{p.prob_fake:.6f}",
+                    p.label, f"{p.face_coverage:.4f}", f"{p.seconds:.3f}", p.error,
+                    *[f"{p.members.get(m, float('nan')):.6f}" for m in members]])
+    sys.stdout.write(buf.getvalue())
+
+
 def main(args) -> int:
+    from ensembles.run_folder import load_run, trained_identity
     from features.writer import StoreWriter
-    from pipeline.errors import PipelineError
-    from ensembles.ensemble import load_run
+    from pipeline.core.device import resolve_device
+    from pipeline.core.errors import PipelineError
     from pipeline.predict import find_videos, pipeline_for_run, predict
-    from pipeline.ui import console, video_progress
-    from stages.backbone import resolve_device
+    from pipeline.ui import RichProgress, console, line
+    from stages.local_engine import LocalEngine
 
     run_dir = Path(args.run)
     ensemble = load_run(run_dir, device=resolve_device(args.device))   # one-line error if not a finished run
-    threshold = ensemble.threshold
-    pipe = pipeline_for_run(ensemble.store, args.device)
+    pipe = pipeline_for_run(ensemble.store, trained_identity(ensemble.info), args.device)
+    engine = LocalEngine(pipe.cfg, pipe.faces, pipe=pipe)
     targets = find_videos(args.paths)
     if not targets:
         raise PipelineError("no videos to judge")
     cache = None
     if args.cache:
-        cache = StoreWriter(args.cache, pipe.provenance({"source": "predict --cache"}), pipe.identity(), targets)
+        cache = StoreWriter(args.cache, engine.provenance({"source": "predict --cache"}), engine.identity(), targets)
     keep = [] if (args.explain or args.annotate) else None
     preds = []
     try:
-        with video_progress(disable=args.json or args.csv or len(targets) < 2) as progress:
-            task = progress.add_task("predict", total=len(targets), frames=0)
-            for p in predict(targets, pipe, ensemble, threshold, cache, keep, progress, task):
+        with RichProgress(disable=args.json or args.csv or len(targets) < 2) as progress:
+            for p in predict(targets, engine, ensemble, cache, keep, progress):
                 if p.error:
-                    console.print(f"[red]error[/] {p.path}: {p.error}", highlight=False)
+                    console.print(line(("error", "red"), f" {p.path}: {p.error}"), highlight=False)
                 preds.append(p)
     finally:
         if cache is not None:
@@ -86,19 +98,10 @@ def main(args) -> int:
             if p.status != "failed":
                 annotate_video(res, p, args.annotate, single=len(targets) == 1)
     if args.json:
-        print(json.dumps({"run": str(run_dir), "threshold": threshold,
+        print(json.dumps({"run": str(run_dir), "threshold": ensemble.threshold,
                           "videos": [p.as_dict() for p in preds]}, indent=2))
     elif args.csv:
-        buf = io.StringIO()
-        members = sorted({m for p in preds for m in p.members})
-        w = csv.writer(buf)
-        w.writerow(["video_id", "path", "status", "prob_fake", "label", "face_coverage", "seconds", "error",
-                    *members])
-        for p in preds:
-            w.writerow([p.video_id, p.path, p.status, "" if p.prob_fake is None else f"{p.prob_fake:.6f}",
-                        p.label, f"{p.face_coverage:.4f}", f"{p.seconds:.3f}", p.error,
-                        *[f"{p.members.get(m, float('nan')):.6f}" for m in members]])
-        sys.stdout.write(buf.getvalue())
+        _print_csv(preds)
     else:
-        _print_table(preds, threshold)
+        _print_table(preds, ensemble.threshold)
     return 1 if all(p.status == "failed" for p in preds) else 0

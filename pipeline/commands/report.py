@@ -9,30 +9,33 @@ HELP = ("Metrics with bootstrap intervals, paired tests between models (DeLong, 
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from pipeline.config import add_options
+    from pipeline.core.config import add_options
     from pipeline.report import ReportConfig
     parser.add_argument("run", metavar="RUN", help="training run folder (holds run.json and predictions.csv)")
     parser.add_argument("--config", metavar="FILE", help="TOML file; its 'report' table (or top level) sets options")
     add_options(parser, ReportConfig)
 
 
-def _cell(metric: dict) -> str:
+def _cell(metric: dict):
+    from pipeline.ui import line
     v, ci = metric["value"], metric["ci"]
     if v is None:
         return "n/a"
-    return f"{v:.3f}" if ci[0] is None else f"{v:.3f}\n[dim]{ci[0]:.2f}-{ci[1]:.2f}[/]"
+    return f"{v:.3f}" if ci[0] is None else line(f"{v:.3f}\n", (f"{ci[0]:.2f}-{ci[1]:.2f}", "dim"))
 
 
 def summary(metrics: dict, console) -> None:
     """The terminal view: one row per model, the verdicts, and where the files are (the rest is in report.md)."""
     from rich import box
     from rich.table import Table
+
+    from pipeline.ui import cell, line
     prov = metrics["provenance"]
     if prov.get("random_weights"):
-        console.print("[bold white on red] RANDOM BACKBONE WEIGHTS: these numbers do not reflect a pretrained "
-                      "backbone [/]")
-    table = Table(title=f"{metrics['split']} split, video-level, {metrics['n_videos']} videos "
-                        f"({metrics['n_fake']} fake); 95% bootstrap interval under each value",
+        console.print(cell(" RANDOM BACKBONE WEIGHTS: these numbers do not reflect a pretrained backbone ",
+                           "bold white on red"))
+    table = Table(title=cell(f"{metrics['split']} split, video-level, {metrics['n_videos']} videos "
+                             f"({metrics['n_fake']} fake); 95% bootstrap interval under each value"),
                   title_justify="left", box=box.SIMPLE_HEAD, show_lines=True,
                   collapse_padding=True, pad_edge=False)
     table.add_column("model", no_wrap=True)
@@ -40,30 +43,28 @@ def summary(metrics: dict, console) -> None:
         table.add_column(col, justify="right", min_width=9)
     for name, rec in metrics["models"].items():
         m = rec["metrics"]
-        table.add_row(f"[bold]{name}[/]" if name == "ensemble" else name,
+        table.add_row(cell(name, "bold" if name == "ensemble" else ""),
                       *(_cell(m[k]) for k in ("roc_auc", "eer", "log_loss", "brier", "accuracy@val",
                                                "f1_fake@val")))
     console.print(table)
-    console.print(f"[bold]{metrics['headline']}[/]", highlight=False)
+    console.print(cell(metrics["headline"], "bold"), highlight=False)
     for row in metrics["comparisons"]:
-        console.print(f"  - {row['verdict']}", highlight=False)
-    console.print(f"[dim]{metrics['frame_level']}[/]", highlight=False)
+        console.print(cell(f"  - {row['verdict']}"), highlight=False)
+    console.print(cell(metrics["frame_level"], "dim"), highlight=False)
     for warning in metrics["warnings"]:
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        console.print(line(("warning:", "bold yellow"), f" {warning}"), highlight=False)
     for note in metrics["notes"]:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(line(("note:", "yellow"), f" {note}"), highlight=False)
 
 
 def main(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from pipeline.config import resolve
+    from pipeline.core.config import resolve
     from pipeline.report import ReportConfig, run
+    from pipeline.ui import cell, out
     cfg = resolve(ReportConfig, args, args.config, section="report", run=args.run)
     md = run(cfg)
     folder = md.parent
-    console = Console()
-    summary(json.loads((folder / "metrics.json").read_text()), console)
-    console.print(f"report: {folder / 'report.html'} (and {md.name}, metrics.json, comparisons.csv)",
-                  highlight=False)
+    summary(json.loads((folder / "metrics.json").read_text()), out)
+    out.print(cell(f"report: {folder / 'report.html'} (and {md.name}, metrics.json, comparisons.csv)"),
+              highlight=False)
     return 0

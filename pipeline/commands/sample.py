@@ -8,7 +8,7 @@ HELP = ("generate a small labelled sample dataset (real photos filmed by a virtu
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from pipeline.config import add_options
+    from pipeline.core.config import add_options
     from pipeline.sample import SampleConfig
     parser.add_argument("out", metavar="OUT", help="folder to create (or an earlier sample's folder to rewrite)")
     parser.add_argument("--config", metavar="FILE",
@@ -21,21 +21,22 @@ def main(args: argparse.Namespace) -> int:
     import time
     from collections import Counter
 
-    from rich.console import Console
 
-    from pipeline.config import resolve
+    from pipeline.core.config import resolve
     from pipeline.sample import SampleConfig, run
-    from pipeline.ui import kv_table
+    from pipeline.ui import RichProgress, kv_table
 
     cfg = resolve(SampleConfig, args, args.config, section="sample", out=args.out)
     start = time.perf_counter()
-    out = run(cfg)                        # also saves the resolved config as OUT/sample_config.json
+    with RichProgress() as progress:
+        out = run(cfg, progress)          # also saves the resolved config as OUT/sample_config.json
     seconds = time.perf_counter() - start
     with (out / "manifest.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     labels = Counter(r["label"] for r in rows)
     identities = Counter(r["identity"] for r in rows)
-    Console().print(kv_table(f"sample dataset {out}", [
+    from pipeline.ui import out as screen
+    screen.print(kv_table(f"sample dataset {out}", [
         ("clips", f"{len(rows)} ({labels['real']} real, {labels['fake']} fake)"),
         ("sources (groups)", len({r["group"] for r in rows})),
         ("identities", ", ".join(f"{name} {n}" for name, n in sorted(identities.items()))),

@@ -8,7 +8,7 @@ HELP = "train one more head into an existing run (same store, no re-extraction);
 
 def configure(parser) -> None:
     from ensembles.registry import list_heads
-    from pipeline.config import add_options
+    from pipeline.core.config import add_options
     from stages.train import TrainConfig
     parser.add_argument("head", metavar="HEAD", help=f"registered head: {', '.join(list_heads())}")
     parser.add_argument("--store", default="data/features.h5", help="the store the run was trained on")
@@ -27,8 +27,9 @@ def configure(parser) -> None:
 def main(args) -> int:
     from ensembles.ensemble import MemberSpec
     from ensembles.registry import head_class, parse_option
-    from pipeline.commands.train_ensemble import overrides
-    from pipeline.errors import PipelineError
+    from pipeline.commands.train_ensemble import overrides, run_table
+    from pipeline.core.errors import PipelineError
+    from pipeline.ui import RichProgress, console
     from stages import train_ensemble
     from stages.train import TrainConfig
     head_class(args.head)                       # unknown head: the error lists the known ones
@@ -40,6 +41,8 @@ def main(args) -> int:
         options[key.strip()] = parse_option(args.head, key.strip(), raw.strip())
     spec = MemberSpec(args.name or args.head, args.head, options, args.seed, args.join_ensemble).validate()
     command = " ".join(["python -m pipeline", *sys.argv[1:]])
-    train_ensemble.add_head(args.store, args.run, spec, overrides(args, TrainConfig), resume=args.resume,
-                            command=command)
+    with RichProgress("epochs") as progress:
+        info = train_ensemble.add_head(args.store, args.run, spec, overrides(args, TrainConfig), resume=args.resume,
+                                       command=command, progress=progress)
+    console.print(run_table(args.run, info))
     return 0

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pipeline.datasets.config import DatasetConfig
 from pipeline.datasets.entry import OFFICIAL, DatasetError, VideoEntry, absolute, relative_id
-from pipeline.datasets.files import describe, find_videos
+from pipeline.core.videos import find_video_files
+from pipeline.datasets.files import describe
 from pipeline.datasets.registry import Scan, register_adapter
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def scan_celebdf(root: Path, cfg: DatasetConfig) -> Scan:
         raise DatasetError(f"not a Celeb-DF v2 root: expected {CELEB_REAL}/, {YOUTUBE_REAL}/ and {SYNTHESIS}/ "
                            f"in {root}; found {describe(root)}")
     entries = [_entry(root, p) for folder in (CELEB_REAL, YOUTUBE_REAL, SYNTHESIS) if (root / folder).is_dir()
-               for p in find_videos(root / folder, cfg.video_exts, recursive=False)]
+               for p in find_video_files(root / folder, cfg.video_exts, recursive=False)]
     if not entries:
         raise DatasetError(f"no videos ({', '.join(cfg.video_exts)}) in {root}/{CELEB_REAL}, {YOUTUBE_REAL} "
                            f"or {SYNTHESIS}")

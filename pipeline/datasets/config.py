@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config import ConfigError, field
+from pipeline.core.config import ConfigError, field
+from pipeline.core.videos import VIDEO_EXTS
 
 LAYOUTS = ("folder", "csv", "ffpp", "celebdf", "dfdc")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 # FaceForensics++ manipulation folders under manipulated_sequences/ (DeepFakeDetection is Google's DFD set,
 # whose originals live in original_sequences/actors); absent ones are skipped.
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pipeline.datasets.config import DatasetConfig
 from pipeline.datasets.entry import DatasetError, VideoEntry, absolute, parse_label, relative_id
-from pipeline.datasets.files import describe, find_videos
+from pipeline.core.videos import find_video_files
+from pipeline.datasets.files import describe
 from pipeline.datasets.registry import Scan, register_adapter
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def _part(root: Path, meta: Path, exts) -> tuple[list[VideoEntry], int, int]:
         # another part than its fakes.
         group = Path(original).stem if original else Path(name).stem
         entries.append(VideoEntry(relative_id(path, root), absolute(path), label, "", group))
-    unlisted = sum(1 for p in find_videos(meta.parent, exts, recursive=False) if p.name not in data)
+    unlisted = sum(1 for p in find_video_files(meta.parent, exts, recursive=False) if p.name not in data)
     return entries, unlisted, orphans
 
 

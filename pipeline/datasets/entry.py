@@ -6,10 +6,10 @@ folder names: DeepfakeBench-style id parsing out of paths merged different fakes
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.core.videos import VideoEntry  # noqa: F401  (the manifest's row type)
 
 SPLITS = ("train", "val", "test")
 
@@ -26,17 +26,6 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
 
 class DatasetError(PipelineError):
     """A dataset root, CSV or metadata file that cannot be read as a manifest; the message says why."""
-
-
-@dataclass(frozen=True)
-class VideoEntry:
-    video_id: str      # unique, stable: posix path relative to the dataset root (or the CSV's id column)
-    path: str          # absolute path to the video file (may not exist: stage one records "missing file")
-    label: int         # 0 real, 1 fake
-    split: str         # "train" | "val" | "test" ("" only inside adapters, before assign_splits)
-    group: str         # identity / source group: a fake and its original share one; never spans splits
-    method: str = ""   # manipulation method ("" for real or unknown)
-    split_source: str = ""  # OFFICIAL | FILE | SEEDED: whether the split is the dataset's own
 
 
 def parse_label(value: object, where: str) -> int:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pipeline.datasets.config import DatasetConfig
 from pipeline.datasets.entry import OFFICIAL, SPLITS, DatasetError, VideoEntry, absolute, relative_id
-from pipeline.datasets.files import describe, find_videos
+from pipeline.core.videos import find_video_files
+from pipeline.datasets.files import describe
 from pipeline.datasets.registry import Scan, register_adapter
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def _parse(stems: list[Path], pattern: re.Pattern, example: str, folder: Path) -
 
 def _originals(root: Path, kind: str, c: str, exts, dfd: bool) -> list[VideoEntry]:
     folder = _videos(root, ORIGINALS, kind, c)
-    paths = find_videos(folder, exts)
+    paths = find_video_files(folder, exts)
     if dfd:
         groups = [f"actors/{m.group(1)}" for m in _parse(paths, _DFD_REAL, "01__scene.mp4", folder)]
     else:
@@ -84,7 +85,7 @@ def _originals(root: Path, kind: str, c: str, exts, dfd: bool) -> list[VideoEntr
 
 def _fakes(root: Path, method: str, c: str, exts) -> tuple[list[VideoEntry], list[tuple[str, str]]]:
     folder = _videos(root, MANIPULATED, method, c)
-    paths = find_videos(folder, exts)
+    paths = find_video_files(folder, exts)
     if method == DFD:
         matches = _parse(paths, _DFD_FAKE, "01_02__scene__ID.mp4", folder)
         groups = [f"actors/{m.group(1)}" for m in matches]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from pipeline.datasets.config import DatasetConfig
 from pipeline.datasets.entry import FILE, DatasetError, VideoEntry, absolute, parse_split, relative_id
-from pipeline.datasets.files import describe, find_videos
+from pipeline.core.videos import find_video_files
+from pipeline.datasets.files import describe
 from pipeline.datasets.registry import Scan, register_adapter
 
 LABELS = {"real": 0, "fake": 1}
@@ -46,7 +47,7 @@ def is_folder(root: Path) -> bool:
 def _scan_labels(root: Path, base: Path, split: str, exts) -> list[VideoEntry]:
     entries = []
     for name, folder in sorted(label_dirs(base).items()):
-        for path in find_videos(folder, exts):
+        for path in find_video_files(folder, exts):
             vid = relative_id(path, root)
             entries.append(VideoEntry(vid, absolute(path), LABELS[name], split, group=vid,
                                       split_source=FILE if split else ""))

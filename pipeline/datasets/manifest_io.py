@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from pipeline.core.atomic import write_bytes
 from pipeline.datasets.entry import SPLITS, DatasetError, VideoEntry, parse_split
 
 COLUMNS = ("video_id", "path", "label", "split", "group", "method", "split_source")
@@ -28,12 +29,7 @@ def canonical_bytes(entries: Iterable[VideoEntry]) -> bytes:
 
 def write_manifest(entries: Iterable[VideoEntry], path: str | Path) -> Path:
     """Write the canonical manifest CSV (atomically: a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(canonical_bytes(entries))
-    tmp.replace(path)
-    return path
+    return write_bytes(path, canonical_bytes(entries))
 
 
 def manifest_sha256(manifest: Sequence[VideoEntry] | str | Path) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pipeline.core.registry import Registry
 from pipeline.datasets.config import DatasetConfig
 from pipeline.datasets.entry import DatasetError, VideoEntry
 
@@ -22,23 +23,16 @@ class Scan:
 
 
 Adapter = Callable[[Path, DatasetConfig], Scan]
-_ADAPTERS: dict[str, Adapter] = {}
+_ADAPTERS: Registry[Adapter] = Registry("dataset layout", DatasetError)
 
 
-def register_adapter(name: str) -> Callable[[Adapter], Adapter]:
-    def add(fn: Adapter) -> Adapter:
-        if name in _ADAPTERS:
-            raise ValueError(f"dataset adapter {name!r} registered twice")
-        _ADAPTERS[name] = fn
-        return fn
-    return add
+def register_adapter(name: str):
+    return _ADAPTERS.register(name)
 
 
 def get_adapter(name: str) -> Adapter:
-    if name not in _ADAPTERS:
-        raise DatasetError(f"unknown dataset layout {name!r}; known: {', '.join(list_adapters())}")
-    return _ADAPTERS[name]
+    return _ADAPTERS.get(name)
 
 
 def list_adapters() -> list[str]:
-    return sorted(_ADAPTERS)
+    return _ADAPTERS.names()

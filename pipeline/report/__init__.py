@@ -12,21 +12,22 @@ the report validates it and points to it, and never rewrites it.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline import config as cfglib
-from pipeline.config import field
+from ensembles.run_folder import FIGURES as FIGURES_DIR
+from ensembles.run_folder import RunError
+from pipeline.core import config as cfglib
+from pipeline.core.atomic import json_safe, write_json, write_text
+from pipeline.core.config import field
 from pipeline.report import document, pairs, plots, provenance, render
-from pipeline.report.load import ReportError, RunData, load_run
+from pipeline.report.load import RunData, load_run
 from pipeline.report.metrics import STATS, evaluate, model_record
 
 log = logging.getLogger(__name__)
-FIGURES_DIR = "report_files"
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,10 @@ def choose_split(run: RunData, wanted: str) -> str:
         for split in ("test", "val"):
             if split in run.splits:
                 return split
-        raise ReportError(f"{run.predictions_path} has neither a test nor a val split "
+        raise RunError(f"{run.predictions_path} has neither a test nor a val split "
                           f"(found: {', '.join(sorted(run.splits))})")
     if wanted not in run.splits:
-        raise ReportError(f"{run.predictions_path} has no {wanted!r} rows (found: {', '.join(sorted(run.splits))})")
+        raise RunError(f"{run.predictions_path} has no {wanted!r} rows (found: {', '.join(sorted(run.splits))})")
     return wanted
 
 
@@ -67,19 +68,6 @@ def report_command(cfg: ReportConfig) -> str:
     return (f"python -m pipeline report {cfg.run} --split {cfg.split} --bootstrap {cfg.bootstrap} "
             f"--seed {cfg.seed} --alpha {cfg.alpha:g} --exact-below {cfg.exact_below} "
             f"--calibration-bins {cfg.calibration_bins}")
-
-
-def _clean(value):
-    """JSON without NaN (not valid JSON): NaN and infinities become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item"):   # numpy scalars
-        return _clean(value.item())
-    return value
 
 
 def _figures(ev, run: RunData, folder: Path, bins: int) -> dict[str, tuple[str, str]]:
@@ -109,11 +97,12 @@ def _figures(ev, run: RunData, folder: Path, bins: int) -> dict[str, tuple[str, 
 
 
 def _write_comparisons(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=pairs.COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _clean(row[k]) for k in pairs.COLUMNS})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=pairs.COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json_safe(row[k]) for k in pairs.COLUMNS})
+    write_text(path, buf.getvalue())
 
 
 def run(cfg: ReportConfig) -> Path:
@@ -139,9 +128,10 @@ def run(cfg: ReportConfig) -> Path:
     notes = [*data.notes, *ev.notes]
     title = f"Deepfake detector report: {folder.name}"
     blocks = document.compose(title, headline, ev, prov, rows, seeds, figures, outputs, notes, cfg.bootstrap)
-    (folder / "report.md").write_text(render.markdown(blocks))
-    (folder / "report.html").write_text(render.html_page(blocks, title, folder))
-    _write_comparisons(rows, folder / "comparisons.csv")
+    runf = data.folder
+    runf.write_report_text("report.md", render.markdown(blocks))
+    runf.write_report_text("report.html", render.html_page(blocks, title, folder))
+    _write_comparisons(rows, runf.report_file("comparisons.csv"))
     metrics = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run": str(folder),
         "split": split, "level": "video", "frame_level": document.FRAME_LEVEL, "headline": headline,
@@ -154,7 +144,7 @@ def run(cfg: ReportConfig) -> Path:
         "provenance": prov, "figures": list(figures),
         "predictions": str(data.predictions_path),
     }
-    (folder / "metrics.json").write_text(json.dumps(_clean(metrics), indent=2, allow_nan=False) + "\n")
-    cfglib.save(cfg, folder / "report_config.json")
+    write_json(runf.report_file("metrics.json"), metrics)
+    cfglib.save(cfg, runf.report_file("report_config.json"))
     log.info("report written: %s", folder / "report.html")
     return folder / "report.md"

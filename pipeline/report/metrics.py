@@ -2,8 +2,8 @@
 
 All metrics here are **video-level**: one score per video (the heads pool frames inside the model). A video
 is called fake when ``prob_fake >= threshold``; two thresholds are reported: 0.5, and one chosen on the
-validation split (Youden's J, i.e. the ROC point that maximises balanced accuracy; for the ensemble, the
-threshold training stored in run.json, which is what ``predict`` uses).
+validation split by the one rule of ``ensembles.decision`` (Youden's J on validation videos with a face),
+the threshold training stored in run.json for every model, which is what ``predict`` uses).
 
 Written in numpy rather than scikit-learn because the bootstrap evaluates them thousands of times;
 tests/test_report.py checks them against scikit-learn.
@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ensembles import compare
-from pipeline.report.load import RunData, SplitPredictions
+from ensembles.ensemble import ENSEMBLE
+from ensembles.run_folder import SplitPredictions, thresholds_from
+from pipeline.report.load import RunData
 
 THRESHOLD_FREE = ("roc_auc", "average_precision", "eer", "log_loss", "brier")
 AT_THRESHOLD = ("accuracy", "balanced_accuracy", "precision_fake", "recall_fake", "f1_fake",
@@ -41,24 +43,13 @@ def per_video_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def average_precision(y: np.ndarray, p: np.ndarray) -> float:
-    """Step-wise area under precision-recall, sum_n (R_n - R_n-1) P_n (scikit-learn's definition)."""
-    order = np.argsort(-p, kind="mergesort")
-    s, yy = p[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(yy)[last]
-    precision = tps / (last + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
 def ranking_metrics(y: np.ndarray, p: np.ndarray) -> list[float]:
     """THRESHOLD_FREE in order; AUC, AP and EER are NaN when only one class is present."""
     loss = float(per_video_log_loss(y, p).mean())
     brier = float(np.mean((p - y) ** 2))
     if y.min() == y.max():
         return [np.nan, np.nan, np.nan, loss, brier]
-    return [compare.auc(y, p), average_precision(y, p), compare.eer(y, p)[0], loss, brier]
+    return [compare.auc(y, p), compare.average_precision(y, p), compare.eer(y, p)[0], loss, brier]
 
 
 def confusion(y: np.ndarray, p: np.ndarray, threshold: float) -> np.ndarray:
@@ -92,30 +83,27 @@ def stat_vector(y: np.ndarray, p: np.ndarray, thresholds: dict[str, float]) -> n
     return np.array(out, dtype=np.float64)
 
 
-def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """Score threshold maximising TPR - FPR (ties: the one nearest 0.5)."""
-    fpr, tpr, thr = compare.roc_points(y, p)
-    j = (tpr - fpr)[1:]
-    thr = thr[1:]
-    best = np.flatnonzero(j == j.max())
-    return float(thr[best[np.argmin(np.abs(thr[best] - 0.5))]])
-
-
 def choose_thresholds(run: RunData, models: tuple[str, ...]) -> tuple[dict, dict, list[str]]:
-    """Per model {"0.5": 0.5, "val": t}, where t came from, and notes for the reader."""
-    val = run.splits.get("val")
-    stored = run.info.get("threshold")
+    """Per model {"0.5": 0.5, "val": t}, where t came from, and notes for the reader.
+
+    ``t`` is the run's own threshold for the model (training chose it by the one rule of
+    ``ensembles.decision``, the rule predict applies); for a run that recorded only the ensemble's, the
+    members' come from the same rule on the run's validation predictions.
+    """
+    stored = run.info.get("thresholds") or {}
+    computed = thresholds_from(run.splits.get("val"))
+    legacy = run.info.get("threshold")
     thresholds, source, notes = {}, {}, []
     for model in models:
-        thresholds[model] = {"0.5": 0.5}
-        if model == "ensemble" and isinstance(stored, (int, float)):
-            thresholds[model]["val"], source[model] = float(stored), "run.json (chosen on val by training)"
-        elif val is not None and model in val.models and val.labels.min() != val.labels.max():
-            thresholds[model]["val"], source[model] = youden_threshold(val.labels, val.prob(model)), "Youden J on val"
-        else:
-            thresholds[model]["val"], source[model] = 0.5, "0.5 (no usable validation predictions)"
+        rec = stored.get(model)
+        if rec is None and model == ENSEMBLE and isinstance(legacy, (int, float)):
+            rec = {"value": float(legacy), "method": "run.json (chosen on val by training)"}
+        rec = rec or computed.get(model) or {"value": 0.5, "method": "0.5 (no validation predictions)"}
+        thresholds[model] = {"0.5": 0.5, "val": float(rec["value"])}
+        source[model] = rec["method"]
     if any(s.startswith("0.5 (") for s in source.values()):
-        notes.append("validation predictions are missing or single-class: the 'val' threshold falls back to 0.5")
+        notes.append("validation predictions are missing, single-class or no better than chance for some "
+                     "models: their 'val' threshold is 0.5")
     return thresholds, source, notes
 
 

@@ -5,6 +5,7 @@ with one class). One colour per model across all figures; the ensemble is the th
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ensembles import compare
+from pipeline.core.atomic import write_bytes
 from pipeline.report.metrics import Evaluation, confusion
 
 DPI = 110
@@ -78,7 +80,7 @@ def roc_pr(ev: Evaluation) -> Figure | None:
         fpr, tpr, _ = compare.roc_points(d.labels, p)
         ax_roc.plot(fpr, tpr, color=colour[model], drawstyle="default", **_style(model),
                     label=f"{model} (AUC {ev.value(model, 'roc_auc'):.3f})")
-        recall, precision = _pr_points(d.labels, p)
+        recall, precision = compare.pr_points(d.labels, p)
         ax_pr.step(recall, precision, where="post", color=colour[model], **_style(model),
                    label=f"{model} (AP {ev.value(model, 'average_precision'):.3f})")
     ax_roc.plot([0, 1], [0, 1], ":", color="grey", label="chance")
@@ -92,14 +94,6 @@ def roc_pr(ev: Evaluation) -> Figure | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right" if ax is ax_roc else "lower left")
     return fig
-
-
-def _pr_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-p, kind="mergesort")
-    s, yy = p[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(yy)[last]
-    return np.r_[0.0, tps / tps[-1]], np.r_[1.0, tps / (last + 1)]
 
 
 def confusion_matrices(ev: Evaluation) -> Figure:
@@ -169,6 +163,6 @@ def score_histograms(ev: Evaluation) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, format="png")
+    return write_bytes(path, buf.getvalue())

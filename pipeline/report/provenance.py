@@ -6,13 +6,11 @@ file itself is gone; when the store is still on disk it adds the train split and
 from __future__ import annotations
 
 import logging
-import platform
-import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.versions import package_versions
 from pipeline.report.load import RunData
 
 log = logging.getLogger(__name__)
@@ -21,13 +19,7 @@ REPORT_PACKAGES = ("numpy", "scipy", "scikit-learn", "matplotlib", "torch", "h5p
 
 
 def report_versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in REPORT_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return package_versions(*REPORT_PACKAGES)
 
 
 def store_counts(path: str | None) -> tuple[list[dict] | None, str]:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.config import ConfigError, field
+from pipeline.core.config import ConfigError, field
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,10 @@ class FaceConfig:
     detect_scale: float = field(1.0, "extra scale for detection, e.g. 0.5 as the DFDC winner (boxes are "
                                       "mapped back to the input frame)")
     chunk_mb: float = field(0.0, "CPU only, speed only: largest layer output per net call in MB "
-                                      "(0: auto, an eighth of the last-level cache)")
+                                      "(0: auto, an eighth of the last-level cache)", identity=False)
     cpu_engine: str = field("auto", "CPU only, speed only: mkldnn (oneDNN blocked layout, faster here), "
                                     "eager (channels_last), or auto (mkldnn when available)",
-                            choices=("auto", "mkldnn", "eager"))
+                            choices=("auto", "mkldnn", "eager"), identity=False)
     min_prob: float = field(0.9, "probability a face needs to be chosen as the video's subject")
     track_iou: float = field(0.3, "least overlap (IoU) with the subject's last box to follow it")
     track_dist: float = field(0.5, "or at most this centre distance, in units of the last box's size")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from stages.faces import boxes as bx
 from stages.faces.config import Detections, FaceConfig
 from stages.faces.nets import MEAN, SCALE, MkldnnNet, load_net, weights_sha256

@@ -4,8 +4,8 @@ Zhang et al. 2016, "Joint Face Detection and Alignment using Multi-task Cascaded
 (https://arxiv.org/abs/1604.02878). The ``mtcnn`` package ships the original weights as lz4-compressed joblib
 pickles of Keras ``get_weights()`` lists; ``import mtcnn`` would pull in TensorFlow, so the folder is found
 with ``importlib.util.find_spec`` and the files are read with joblib. The layout conversion (HWIO -> OIHW,
-dense ``w.T``, the NHWC flatten order) is checked in /work/shared/notes/mtcnn-weights.md: these arrays equal
-facenet-pytorch's converted weights bit for bit.
+dense ``w.T``, the NHWC flatten order) gives arrays equal to facenet-pytorch's converted weights bit for
+bit; tests/test_faces_detector.py checks the detections against facenet-pytorch's.
 
 Each network is a convolutional ``trunk`` and an ``outputs`` step (dense layers, head split). Every network
 returns its heads in the order ``(box offsets, [landmarks,] face probability)``; the
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 # The input normalisation of the original networks: (x - 127.5) / 128, x in [0, 255] RGB.
 MEAN, SCALE = 127.5, 1.0 / 128.0

@@ -5,12 +5,14 @@ Chosen face in green, other detections in orange, landmarks as dots, probability
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipeline.core.atomic import write_bytes
 from stages.faces.config import Detections
 from stages.faces.track import Track
 
@@ -56,5 +58,7 @@ def contact_sheet(frames: np.ndarray, dets: Sequence[Detections], track: Track, 
         sheet.paste(tile, (width + 8, y))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    write_bytes(path, buf.getvalue())
     return path

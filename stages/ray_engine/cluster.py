@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from stages.ray_engine.config import RayConfig, require_ray
 
 log = logging.getLogger(__name__)

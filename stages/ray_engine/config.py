@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config import ConfigError, field
-from pipeline.errors import PipelineError
+from pipeline.core.config import ConfigError, field
+from pipeline.core.errors import PipelineError
 
 RAY_VERSION = "2.60.0"   # the version pinned by the `ray` extra in pyproject.toml (tested with)
 INSTALL_HINT = (f"--engine ray needs Ray Data: pip install '.[ray]' (or pip install 'ray[data]=={RAY_VERSION}') "

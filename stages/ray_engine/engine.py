@@ -1,27 +1,26 @@
-"""Stage one on Ray Data. The driver plans the stages from the cluster's resources, streams the to-do videos
-through them and, as finished videos stream back, commits them with the local engine's StoreWriter: one
-writer, the same crash-safe commits, the same provenance. Videos already complete in the store are left out
-before the dataset is built, so a rerun after any failure (a task's, an actor's, the driver's) continues.
+"""Stage one on Ray Data: an engine for ``stages.extract.run``, like the local one.
 
-    entry rows --(CPU tasks: decode, detect, track, crop)--> crops --(actor pool: ResNet50)--> features
-               --(driver: StoreWriter.commit)--> store.h5
-On GPUs (``--ray-detect actors``, the default there) one actor pool does all of it: see ``workers``.
+The engine plans the stages from the cluster's resources, asks a worker shaped like an actor for the store
+identity its features will have, streams the to-do videos through Ray Data and yields finished videos as
+they come back; the driver commits them with the store's one writer, as for the local engine. Videos
+already complete in the store are left out before the dataset is built, so a rerun after any failure (a
+task's, an actor's, the driver's) continues.
+
+    entry rows --(CPU tasks: FaceStage)--> crops --(actor pool: Embedder)--> features --> the driver
+On GPUs (``--ray-detect actors``, the default there) one actor pool runs the local engine itself: see
+``workers``.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
-import time
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
-from features.writer import StoreWriter, WriterLock
-from pipeline.errors import PipelineError
-from stages.extract import RunStats, commit_batch, start_run
+from features.writer import VideoResult
+from pipeline.core.errors import PipelineError
 from stages.ray_engine import rows, workers
 from stages.ray_engine.cluster import Plan, connect, make_plan
 from stages.ray_engine.config import RayConfig, require_ray
@@ -30,18 +29,6 @@ log = logging.getLogger(__name__)
 # Input blocks: one video per block for runs up to this size, so a retried task redoes one video; above it
 # videos share blocks, so 120,000 videos do not become 120,000 objects held by the driver.
 MAX_BLOCKS = 4096
-
-
-@dataclass
-class RayRunStats(RunStats):
-    ray: dict = field(default_factory=dict)   # cluster, plan, work per node, seconds per stage
-
-
-def check_unlocked(store: Path) -> None:
-    """Fail before starting Ray when another process is writing the store (the writer takes it later)."""
-    lock = WriterLock(store)
-    lock.acquire()
-    lock.release()
 
 
 def probe(ray, cfg, faces, plan: Plan, retries: int) -> tuple[object, dict]:
@@ -95,10 +82,9 @@ class Tally:
         self.nodes: dict[str, dict[str, int]] = defaultdict(lambda: {"task": 0, "actor": 0})
         self.seconds = {"task": 0.0, "actor": 0.0}
         self.videos = 0
-        self.duplicates = 0
 
-    def add(self, batch: dict, keep: Sequence[int]) -> None:
-        for i in keep:
+    def add(self, batch: dict) -> None:
+        for i in range(len(batch["video_id"])):
             for stage in ("task", "actor"):
                 node = str(batch[f"{stage}_node"][i])
                 if node:
@@ -109,61 +95,61 @@ class Tally:
     def summary(self) -> dict:
         n = max(self.videos, 1)
         return {"work_per_node": {k: dict(v) for k, v in self.nodes.items()},
-                "seconds_per_video": {k: round(v / n, 4) for k, v in self.seconds.items()},
-                "duplicates_dropped": self.duplicates}
+                "seconds_per_video": {k: round(v / n, 4) for k, v in self.seconds.items()}}
 
 
-def consume(batches: Iterable[dict], writer: StoreWriter, stats: RayRunStats, progress, task) -> Tally:
-    """Commit finished videos as they stream in; a video Ray delivered twice (a retry) is written once."""
-    tally, seen = Tally(), set()
-    t0 = time.perf_counter()
-    for batch in batches:
-        results, keep = [], []
-        for i, res in enumerate(rows.results_of(batch)):
-            if res.video_id in seen:
-                tally.duplicates += 1
-                continue
-            seen.add(res.video_id)
-            results.append(res)
-            keep.append(i)
-        commit_batch(writer, results, stats, t0, progress, task)
-        tally.add(batch, keep)
-    return tally
+class RayEngine:
+    """``with RayEngine(cfg, faces, rcfg) as engine: for batch in engine.results(todo): ...``"""
 
+    name = "ray"
 
-def run(cfg, faces, rcfg: RayConfig, entries: Sequence, store: str | Path, *, new: bool = False,
-        retry_failed: bool = False, provenance_extra: dict | None = None, manifest_sha256: str = "",
-        quiet: bool = False) -> tuple[Path, RayRunStats]:
-    """``stages.extract.run`` on Ray: extract ``entries`` into ``store``, skipping videos already there."""
-    from pipeline.ui import video_progress
-    ray = require_ray()
-    store = Path(store)
-    check_unlocked(store)
-    faults = workers.parse_faults(os.environ.get(workers.KILL_ENV, ""))
-    with connect(rcfg) as cluster:
-        plan = make_plan(rcfg, cfg, cluster)
-        log.info("ray %s at %s: %d node(s), %g CPU, %g GPU; %s", ray.__version__, cluster.address,
-                 len(cluster.nodes), cluster.cpus, cluster.gpus, plan.text())
-        worker_cfg, found = probe(ray, cfg, faces, plan, rcfg.ray_max_retries)
-        info = {"engine": "ray", "ray_version": ray.__version__, "address": cluster.address,
-                "nodes": len(cluster.nodes), "cpus": cluster.cpus, "gpus": cluster.gpus, "plan": plan.describe(),
-                "precision": found["precision"]}
-        prov = {**found["provenance"], **(provenance_extra or {}), "extraction_engine": info}
-        with StoreWriter(store, prov, found["identity"], entries, new=new) as writer:
-            todo = start_run(writer, entries, manifest_sha256, retry_failed)
-            stats = RayRunStats(total=len(entries), skipped=len(entries) - len(todo), ray=info)
-            with video_progress(disable=quiet) as progress:
-                bar = progress.add_task("features (ray)", total=len(todo), frames=0, seconds=0.0)
-                if todo:
-                    try:
-                        tally = consume(build(ray, todo, worker_cfg, faces, rcfg, plan, faults), writer, stats,
-                                        progress, bar)
-                    except ray.exceptions.RayError as exc:
-                        log.error("the Ray pipeline failed", exc_info=True)
-                        raise PipelineError(f"the Ray run stopped ({one_line(exc)}); every video committed so "
-                                            "far is kept: run the same command to continue") from exc
-                    info.update(tally.summary())
-    return store, stats
+    def __init__(self, cfg, faces, rcfg: RayConfig):
+        self.cfg, self.faces, self.rcfg = cfg, faces, rcfg
+        self.ray = require_ray()
+        self.faults = workers.parse_faults(os.environ.get(workers.KILL_ENV, ""))
+        self._connection = None
+        self.tally = Tally()
+
+    def __enter__(self) -> "RayEngine":
+        self._connection = connect(self.rcfg)
+        cluster = self._connection.__enter__()
+        try:
+            self.plan = make_plan(self.rcfg, self.cfg, cluster)
+            log.info("ray %s at %s: %d node(s), %g CPU, %g GPU; %s", self.ray.__version__, cluster.address,
+                     len(cluster.nodes), cluster.cpus, cluster.gpus, self.plan.text())
+            self.worker_cfg, self.found = probe(self.ray, self.cfg, self.faces, self.plan, self.rcfg.ray_max_retries)
+        except BaseException:
+            self._connection.__exit__(None, None, None)
+            raise
+        self.info = {"engine": "ray", "ray_version": self.ray.__version__, "address": cluster.address,
+                     "nodes": len(cluster.nodes), "cpus": cluster.cpus, "gpus": cluster.gpus,
+                     "plan": self.plan.describe(), "precision": self.found["precision"]}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._connection is not None:
+            self._connection.__exit__(*exc)
+            self._connection = None
+
+    def identity(self) -> dict:
+        return self.found["identity"]
+
+    def provenance(self, extra: dict | None = None) -> dict:
+        return {**self.found["provenance"], **(extra or {}), "extraction_engine": self.info}
+
+    def summary(self) -> dict:
+        return {**self.info, **self.tally.summary()}
+
+    def results(self, todo: Sequence) -> Iterator[list[VideoResult]]:
+        batches = build(self.ray, todo, self.worker_cfg, self.faces, self.rcfg, self.plan, self.faults)
+        try:
+            for batch in batches:
+                self.tally.add(batch)
+                yield rows.results_of(batch)
+        except self.ray.exceptions.RayError as exc:
+            log.error("the Ray pipeline failed", exc_info=True)
+            raise PipelineError(f"the Ray run stopped ({one_line(exc)}); every video committed so far is "
+                                "kept: run the same command to continue") from exc
 
 
 def one_line(exc: BaseException) -> str:
@@ -171,23 +157,3 @@ def one_line(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) or exc
     text = next((ln.strip() for ln in str(cause).splitlines() if ln.strip()), "")
     return f"{type(cause).__name__}: {text}"[:300]
-
-
-def report_rows(stats: RayRunStats) -> list[tuple[str, object]]:
-    """Rows for the end-of-run table, after ``stages.extract.stats_rows``."""
-    r = stats.ray
-    if not r:
-        return []
-    plan = Plan(**{**r["plan"], "actors": tuple(r["plan"]["actors"])})
-    out = [("engine", f"ray {r['ray_version']} at {r['address']}: {r['nodes']} node(s), {r['cpus']:g} CPU, "
-                      f"{r['gpus']:g} GPU"),
-           ("plan", f"{plan.text()}; backbone in {r['precision']}")]
-    for node, work in sorted(r.get("work_per_node", {}).items()):
-        out.append((f"  node {node[:12]}", f"{work['task']} videos in tasks, {work['actor']} in actors"))
-    secs = r.get("seconds_per_video")
-    if secs:
-        out.append(("worker seconds per video", f"tasks {secs['task']:.3f} (decode, detect, crop), "
-                                                f"actors {secs['actor']:.3f}"))
-    if r.get("duplicates_dropped"):
-        out.append(("duplicates dropped", r["duplicates_dropped"]))
-    return out

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from features.writer import VideoResult, blank_arrays
-from pipeline.datasets import VideoEntry
+from pipeline.core.videos import VideoEntry
 from stages.preprocess import Prepared
 
 ENTRY = ("video_id", "path", "label", "split", "group", "method")

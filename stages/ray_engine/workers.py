@@ -1,10 +1,10 @@
 """The code Ray runs on the workers: the local engine's per-video functions, wrapped as Ray Data stages.
 
-- ``prepare_batch`` (CPU task): decode -> detect -> track -> crop, exactly ``stages.preprocess``'s path.
+- ``prepare_batch`` (CPU task): ``stages.preprocess.FaceStage``: decode -> detect -> track -> crop.
 - ``EmbedActor`` (actor pool): the backbone, loaded once per actor, over the crops of a batch of videos.
-- ``FusedActor`` (actor pool, for GPUs): decode (several ffmpeg processes at once) -> detect -> crop ->
-  embed in one process, through ``stages.extract.results``: detection runs batched on the actor's GPU and
-  full frames still never leave the process that decoded them.
+- ``FusedActor`` (actor pool, for GPUs): the local engine itself (``stages.local_engine``), decoding several
+  videos at once: detection runs batched on the actor's GPU and full frames never leave the process that
+  decoded them.
 
 Test-only fault injection (``PIPELINE_TEST_RAY_KILL``, read by the driver and handed to the stages):
 ``STAGE:SEQ:MARKER[,...]`` makes the process that handles video number SEQ of the run's to-do list in STAGE
@@ -17,40 +17,27 @@ import json
 import logging
 import os
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from pipeline.config import to_dict
-from stages import extract
+from pipeline.core.config import to_dict
 from stages.backbone import FEATURE_DIM
-from stages.faces import FaceDetector
-from stages.media import MediaError
-from stages.preprocess import FramePipeline, Prepared, prepare_entry
+from stages.local_engine import LocalEngine
+from stages.preprocess import FaceStage, FramePipeline
 from stages.ray_engine import rows
 
 log = logging.getLogger(__name__)
 KILL_ENV = "PIPELINE_TEST_RAY_KILL"
-_PIPES: dict[str, FramePipeline] = {}   # per worker process: Ray reuses task workers, so models load once
+_CACHE: dict[str, object] = {}   # per worker process: Ray reuses task workers, so models load once
 
 
-class CropPipeline(FramePipeline):
-    """FramePipeline's decode/detect/crop half (the same methods), without loading the backbone: CPU tasks
-    never embed, and a ResNet50 per task worker would cost ~100 MB of memory each for nothing."""
-
-    def __init__(self, cfg, faces):   # deliberately not FramePipeline.__init__: no Embedder
-        self.cfg, self.faces = cfg, faces
-        self.detector = FaceDetector(faces, device="cpu")
-
-
-def cached_pipeline(kind: type, cfg, faces) -> FramePipeline:
+def cached(kind: type, cfg, faces):
+    """One ``kind(cfg, faces)`` per worker process (a FaceStage for tasks: no backbone, ~100 MB less)."""
     key = json.dumps([kind.__name__, to_dict(cfg), to_dict(faces)], sort_keys=True)
-    if key not in _PIPES:
-        _PIPES[key] = kind(cfg, faces)
-    return _PIPES[key]
+    if key not in _CACHE:
+        _CACHE[key] = kind(cfg, faces)
+    return _CACHE[key]
 
 
 def node_id() -> str:
@@ -80,23 +67,14 @@ def maybe_die(faults: Sequence[tuple[str, int, str]], stage: str, seqs) -> None:
             os._exit(1)
 
 
-def prepare_one(pipe: FramePipeline, entry) -> Prepared:
-    """Decode and prepare one video; a bad file becomes a recorded failure, as in the local engine."""
-    try:
-        sampled = pipe.decode(entry.path)
-    except MediaError as exc:
-        sampled = exc
-    return prepare_entry(pipe, entry, sampled)
-
-
 def prepare_batch(batch: dict, cfg, faces, faults=()) -> dict:
     """CPU task: entry rows -> prepared rows (crops, boxes, mask, status); see ``rows``."""
-    pipe = cached_pipeline(CropPipeline, cfg, faces)
+    stage = cached(FaceStage, cfg, faces)
     maybe_die(faults, "task", batch["seq"])
     prepared, seconds = [], []
     for entry in rows.entries_of(batch):
         t0 = time.perf_counter()
-        prepared.append(prepare_one(pipe, entry))
+        prepared.append(stage.run(entry))
         seconds.append(time.perf_counter() - t0)
     n = len(prepared)
     trace = {"seq": batch["seq"], "task_node": np.array([node_id()] * n, dtype=object),
@@ -123,40 +101,19 @@ class EmbedActor:
         return rows.result_batch(results, self.pipe.cfg.frames, FEATURE_DIM, trace)
 
 
-def decode_parallel(pipe: FramePipeline, entries: Sequence, workers: int) -> Iterator[tuple]:
-    """(entry, SampledFrames | MediaError) in input order, up to ``workers`` ffmpeg processes at once; at
-    most ``workers + 1`` decoded videos are held (ffmpeg runs outside the GIL, so threads suffice)."""
-    def one(entry):
-        try:
-            return pipe.decode(entry.path)
-        except MediaError as exc:
-            return exc
-
-    it = iter(entries)
-    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool:
-        pending = deque((e, pool.submit(one, e)) for e in islice(it, max(1, workers)))
-        while pending:
-            entry, future = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(one, nxt)))
-            yield entry, future.result()
-
-
 class FusedActor:
     """Actor: the whole local path for a batch of videos, decoding ``decode_threads`` videos at once."""
 
     def __init__(self, cfg, faces, faults=(), decode_threads: int = 1):
-        self.pipe = FramePipeline(cfg, faces)
-        self.faults, self.threads = faults, decode_threads
+        self.engine = LocalEngine(cfg, faces, decode_workers=decode_threads)
+        self.pipe = self.engine.pipe
+        self.faults = faults
         self.node = node_id()
 
     def __call__(self, batch: dict) -> dict:
         maybe_die(self.faults, "actor", batch["seq"])
         t0 = time.perf_counter()
-        entries = rows.entries_of(batch)
-        source = decode_parallel(self.pipe, entries, self.threads)
-        results = [r for chunk in extract.results(self.pipe, entries, source=source) for r in chunk]
+        results = [r for chunk in self.engine.results(rows.entries_of(batch)) for r in chunk]
         n = len(results)   # results come out in input order, so the trace columns still line up
         trace = {"seq": batch["seq"], "task_node": np.array([""] * n, dtype=object), "task_seconds": np.zeros(n),
                  "actor_node": np.array([self.node] * n, dtype=object),

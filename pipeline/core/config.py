@@ -3,6 +3,10 @@
 Every stage's options are one frozen dataclass. ``add_options`` turns its fields into argparse options,
 ``resolve`` layers the three sources, and ``save`` writes the resolved config beside an output so every
 artefact says exactly what produced it.
+
+Each field says whether it is part of the *identity* of what it produces (``field(..., identity=False)``
+for options that change only where or how fast, never the numbers): ``identity_of`` collects the identity
+fields, and ``differences`` is the one comparison of two identities (stores, runs, resumed trainings).
 """
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.errors import PipelineError
+from pipeline.core.atomic import write_json
+from pipeline.core.errors import PipelineError
 
 C = TypeVar("C")
 
@@ -23,11 +28,15 @@ class ConfigError(PipelineError, ValueError):
     """A config file or option that cannot be used; the message names what is wrong."""
 
 
-def field(default: Any, help: str, *, cli: bool = True, **kw: Any) -> Any:
-    """A dataclass field with its help text kept for the command line."""
+def field(default: Any, help: str, *, cli: bool = True, identity: bool = True, **kw: Any) -> Any:
+    """A dataclass field with its help text kept for the command line.
+
+    ``identity=False`` marks an option that cannot change the output's numbers (a device, a batch size, a
+    memory limit): it is left out of ``identity_of``, so changing it never makes outputs incomparable.
+    """
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults: use a tuple")
-    return dataclasses.field(default=default, metadata={"help": help, "cli": cli, **kw})
+    return dataclasses.field(default=default, metadata={"help": help, "cli": cli, "identity": identity, **kw})
 
 
 def _option_name(name: str) -> str:
@@ -139,8 +148,33 @@ def to_json(cfg: Any) -> str:
 
 
 def save(cfg: Any, path: str | Path) -> Path:
-    """Write the resolved config as JSON beside an output."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"type": type(cfg).__name__, **to_dict(cfg)}, indent=2, sort_keys=True) + "\n")
-    return path
+    """Write the resolved config as JSON beside an output (atomically)."""
+    return write_json(path, {"type": type(cfg).__name__, **dict(sorted(to_dict(cfg).items()))})
+
+
+def identity_of(cfg: Any) -> dict[str, Any]:
+    """The fields of ``cfg`` that decide what it produces (``field(identity=True)``, the default)."""
+    values = to_dict(cfg)
+    return {f.name: values[f.name] for f in dataclasses.fields(cfg) if f.metadata.get("identity", True)}
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): list(value) if isinstance(value, tuple) else value}
+
+
+def differences(expected: dict[str, Any], actual: dict[str, Any], keys=None) -> list[str]:
+    """What differs between two identities, as ``"key: expected != actual"`` lines (nested keys dotted).
+
+    ``keys`` restricts the comparison to those top-level keys (default: every key of either side). This is
+    the one comparison of identities: stores refuse to mix, runs refuse other stores, predict refuses other
+    preprocessing, and a resumed training refuses another config, all through it.
+    """
+    names = sorted(set(expected) | set(actual)) if keys is None else list(keys)
+    a = _flat({k: expected.get(k) for k in names})
+    b = _flat({k: actual.get(k) for k in names})
+    return [f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

@@ -1,11 +1,10 @@
 """Local vs Ray engine on the same dev clips (the Ray path's overhead on one machine), the per-stage costs in
 core-seconds per video, the single writer's ceiling, and the throughput they imply on N nodes (on paper).
 
-    .venv/bin/python bench/ray.py [--quick] [--frames 16] [--crop 224]
+    .venv/bin/python bench/ray_scaling.py [--quick] [--frames 16] [--crop 224]
 
 Both engines run as a user runs them (``python -m pipeline features``, random ResNet50 weights: the same
-FLOPs as ImageNet's). This process never imports Ray: run as a script, bench/ is first on sys.path and this
-file's name would shadow the ``ray`` package.
+FLOPs as ImageNet's); this process itself never imports Ray.
 """
 from __future__ import annotations
 
@@ -24,14 +23,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]   # see the docstring
 sys.path.insert(0, str(ROOT))
 from bench.common import CLIPS, save  # noqa: E402
 from features.store import FeatureStore  # noqa: E402
 from features.writer import StoreWriter, VideoResult  # noqa: E402
-from pipeline.datasets import VideoEntry  # noqa: E402
+from pipeline.core.videos import VideoEntry  # noqa: E402
 from stages.faces import FaceConfig  # noqa: E402
-from stages.preprocess import FeatureConfig, FramePipeline, base_result  # noqa: E402
+from stages.preprocess import FeatureConfig, FramePipeline  # noqa: E402
 
 QUICK = ("real/dfdc_lynaeydofd.mp4", "real/ffpp_youtube_634.mp4", "real/cyshih704_real.mp4",
          "fake/cyshih704_fake.mp4")   # the 1080p, 720p and 480p target clips, and a fake (folder layout)
@@ -101,8 +99,8 @@ def stage_costs(pipe: FramePipeline, clips: list[Path]) -> dict:
     per_clip = {}
     for i, path in enumerate([clips[0], *clips]):        # the first pass is a warm-up
         entry = VideoEntry(path.name, str(path), 0, "test", path.name)
-        sampled, *dec = cpu_seconds(lambda: pipe.decode(str(path)))
-        prepared, *det = cpu_seconds(lambda: pipe.prepare(base_result(entry), sampled))
+        sampled, *dec = cpu_seconds(lambda: pipe.stage.decode(str(path)))
+        prepared, *det = cpu_seconds(lambda: pipe.stage.prepare(entry, sampled))
         _, *emb = cpu_seconds(lambda: pipe.embed([prepared]))
         if i:
             info = sampled.info
@@ -158,7 +156,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=0, help="runs per engine, best kept (default 1 quick, 2 full)")
     args = ap.parse_args()
     args.repeat = args.repeat or (1 if args.quick else 2)
-    if importlib.util.find_spec("ray") is None:   # bench/ is off sys.path by now, so this finds the package
+    if importlib.util.find_spec("ray") is None:
         print("ray: not installed (pip install -e '.[ray]'): local vs ray skipped")
         return
     cpus = os.cpu_count() or 1

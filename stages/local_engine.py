@@ -1,0 +1,91 @@
+"""The local engine: stage one in this process, decoding ahead on worker threads while the main thread
+detects, crops and embeds.
+
+``results(todo)`` yields finished videos in input order, in small batches: a batch closes when it holds
+``batch_size`` crops (one backbone call) or when its oldest video has waited ``max_latency`` seconds, so the
+driver commits at least every few seconds however slow the videos are (a run that lives long enough to
+finish one video keeps it). At most ``decode_workers + prefetch`` decoded videos are held, so memory stays
+flat however large the dataset. ffmpeg runs outside the GIL, so threads are enough to overlap it.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import Iterator, Sequence
+
+from features.writer import VideoResult
+from pipeline.core.videos import VideoEntry
+from stages.preprocess import FaceStage, FeatureConfig, FramePipeline, Prepared
+from stages.faces import FaceConfig
+
+MAX_LATENCY = 2.0   # seconds a finished-but-unembedded video may wait for its batch to fill
+
+
+def decode_ahead(stage: FaceStage, entries: Sequence[VideoEntry], workers: int, depth: int) -> Iterator[tuple]:
+    """(entry, SampledFrames | MediaError) in input order, ``workers`` ffmpeg processes at once and at most
+    ``depth`` videos decoded ahead of the consumer."""
+    it = iter(entries)
+    ahead = max(1, workers, depth)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool:
+        pending = deque((e, pool.submit(stage.decode, e.path)) for e in islice(it, ahead))
+        try:
+            while pending:
+                entry, future = pending.popleft()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(stage.decode, nxt.path)))
+                yield entry, future.result()
+        finally:
+            for _, future in pending:      # the consumer stopped early: drop what was not started
+                future.cancel()
+
+
+class LocalEngine:
+    """``with LocalEngine(cfg, faces) as engine: for batch in engine.results(todo): ...``"""
+
+    name = "local"
+
+    def __init__(self, cfg: FeatureConfig, faces: FaceConfig, pipe: FramePipeline | None = None,
+                 decode_workers: int = 1, max_latency: float = MAX_LATENCY):
+        self.cfg, self.faces = cfg, faces
+        self.pipe = pipe or FramePipeline(cfg, faces)
+        self.decode_workers, self.max_latency = decode_workers, max_latency
+
+    def __enter__(self) -> "LocalEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def identity(self) -> dict:
+        return self.pipe.identity()
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "decode_workers": self.decode_workers, "prefetch": self.cfg.prefetch,
+                "max_latency_s": self.max_latency}
+
+    def provenance(self, extra: dict | None = None) -> dict:
+        return {**self.pipe.provenance(extra), "extraction_engine": self.describe()}
+
+    def summary(self) -> dict:
+        return {}
+
+    def results(self, todo: Sequence[VideoEntry], keep_crops: bool = False) -> Iterator[list[VideoResult]]:
+        """Finished videos in input order; ``keep_crops`` leaves each one's face crops on ``result.crops``."""
+        batch: list[Prepared] = []
+        crops, since = 0, 0.0
+        for entry, sampled in decode_ahead(self.pipe.stage, todo, self.decode_workers, self.cfg.prefetch):
+            prepared = self.pipe.stage.prepare(entry, sampled)
+            if keep_crops:
+                prepared.result.crops = prepared.crops
+            if not batch:
+                since = time.monotonic()
+            batch.append(prepared)
+            crops += 0 if prepared.crops is None else len(prepared.crops)
+            if crops >= self.cfg.batch_size or time.monotonic() - since >= self.max_latency:
+                yield self.pipe.embed(batch)
+                batch, crops = [], 0
+        if batch:
+            yield self.pipe.embed(batch)
