@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from pipeline.core.atomic import replacing
 from pipeline.core.errors import PipelineError
-from stages.media import ffmpeg_exe
+from stages.media import ffmpeg_cmd
 
 
 def box_per_frame(res, n_frames: int) -> np.ndarray:
@@ -50,12 +50,12 @@ def annotate_video(res, pred, out: str | Path, single: bool) -> Path:
 def _draw(res, boxes: np.ndarray, text: str, colour: tuple, shape: tuple, target: Path) -> None:
     """Decode every frame of the video, draw the box and the verdict, encode to ``target``."""
     w, h, n, fps = shape
-    reader = subprocess.Popen(ffmpeg.input(res.path).output("pipe:", format="rawvideo", pix_fmt="rgb24")
-                              .global_args("-v", "error").compile(cmd=ffmpeg_exe()), stdout=subprocess.PIPE)
+    reader = subprocess.Popen(ffmpeg.input(res.path).output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+                              .global_args("-v", "error").compile(cmd=ffmpeg_cmd()), stdout=subprocess.PIPE)
     writer = subprocess.Popen(
         ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", r=fps)
         .output(str(target), vcodec="libx264", pix_fmt="yuv420p", crf=20, preset="veryfast")
-        .overwrite_output().global_args("-v", "error").compile(cmd=ffmpeg_exe()),
+        .overwrite_output().global_args("-v", "error").compile(cmd=ffmpeg_cmd()),
         stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     i = 0
     while (raw := reader.stdout.read(w * h * 3)) and len(raw) == w * h * 3:

@@ -23,6 +23,7 @@ from pipeline.core.config import build, differences
 from pipeline.core.errors import PipelineError
 from pipeline.core.progress import SILENT, Progress
 from pipeline.core.videos import VideoEntry, find_video_files
+from stages.decode import SCHEMES
 from stages.faces import FaceConfig
 from stages.local_engine import LocalEngine
 from stages.preprocess import FeatureConfig, FramePipeline
@@ -87,9 +88,13 @@ def pipeline_for_run(store_prov: dict, identity: dict, device: str = "auto") -> 
     feats = store_prov.get("config", {}).get("features", {})
     numerics = identity.get("backbone_numerics") or {"precision": store_prov.get("backbone_engine", {}).get(
         "precision", "fp32")}
+    scheme = next((k for k, v in SCHEMES.items() if v == identity.get("sampling")), None)
+    if scheme is None:
+        raise PipelineError(f"the run's store sampled frames as {identity.get('sampling')!r}, which this version "
+                            f"cannot repeat ({', '.join(SCHEMES.values())}); extract the store again")
     cfg = build(FeatureConfig, {**{k: v for k, v in feats.items() if k in FeatureConfig.__dataclass_fields__},
-                                **{k: identity[k] for k in FeatureConfig.__dataclass_fields__ if k in identity},
-                                "weights": _weights_arg(store_prov), "device": device,
+                                **{k: identity[k] for k in ("frames", "crop") if k in identity},
+                                "sampling": scheme, "weights": _weights_arg(store_prov), "device": device,
                                 "precision": numerics["precision"]})
     faces = build(FaceConfig, {**{k: v for k, v in (store_prov.get("config", {}).get("faces") or {}).items()
                                   if k in FaceConfig.__dataclass_fields__},

@@ -58,8 +58,8 @@ def start_run(writer: StoreWriter, entries: Sequence[VideoEntry], manifest_sha25
     if relabelled:
         log.info("updated label/split/group of %d stored videos from the manifest", relabelled)
     todo = writer.todo(entries, retry_failed)
-    if len(todo) < len(entries):
-        log.info("%d of %d videos already in %s: skipped", len(entries) - len(todo), len(entries), writer.path)
+    log.info("extracting %d videos (%d of %d already in %s)", len(todo), len(entries) - len(todo), len(entries),
+             writer.path)
     return todo
 
 

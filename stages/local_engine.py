@@ -2,9 +2,10 @@
 detects, crops and embeds.
 
 ``results(todo)`` yields finished videos in input order, in small batches: a batch closes when it holds
-``batch_size`` crops (one backbone call) or when its oldest video has waited ``max_latency`` seconds, so the
-driver commits at least every few seconds however slow the videos are (a run that lives long enough to
-finish one video keeps it). At most ``decode_workers + prefetch`` decoded videos are held, so memory stays
+``batch_size`` crops (one backbone call) or when waiting for one more video would keep its oldest video
+past ``max_latency`` seconds (judged from the mean time per video so far), so the driver commits at least
+every few seconds, and every video when videos are slow: a run that lives long enough to finish one video
+keeps it. At most ``decode_workers + prefetch`` decoded videos are held, so memory stays
 flat however large the dataset. ffmpeg runs outside the GIL, so threads are enough to overlap it.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pipeline.core.videos import VideoEntry
 from stages.preprocess import FaceStage, FeatureConfig, FramePipeline, Prepared
 from stages.faces import FaceConfig
 
-MAX_LATENCY = 2.0   # seconds a finished-but-unembedded video may wait for its batch to fill
+MAX_LATENCY = 1.0   # seconds a finished-but-unembedded video may wait for its batch to fill
 
 
 def decode_ahead(stage: FaceStage, entries: Sequence[VideoEntry], workers: int, depth: int) -> Iterator[tuple]:
@@ -75,16 +76,19 @@ class LocalEngine:
     def results(self, todo: Sequence[VideoEntry], keep_crops: bool = False) -> Iterator[list[VideoResult]]:
         """Finished videos in input order; ``keep_crops`` leaves each one's face crops on ``result.crops``."""
         batch: list[Prepared] = []
-        crops, since = 0, 0.0
+        crops, since, started, seen = 0, 0.0, time.monotonic(), 0
         for entry, sampled in decode_ahead(self.pipe.stage, todo, self.decode_workers, self.cfg.prefetch):
             prepared = self.pipe.stage.prepare(entry, sampled)
             if keep_crops:
                 prepared.result.crops = prepared.crops
+            now = time.monotonic()
+            seen += 1
             if not batch:
-                since = time.monotonic()
+                since = now
             batch.append(prepared)
             crops += 0 if prepared.crops is None else len(prepared.crops)
-            if crops >= self.cfg.batch_size or time.monotonic() - since >= self.max_latency:
+            per_video = (now - started) / seen
+            if crops >= self.cfg.batch_size or now - since + per_video >= self.max_latency:
                 yield self.pipe.embed(batch)
                 batch, crops = [], 0
         if batch:

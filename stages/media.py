@@ -1,17 +1,20 @@
 """The one module that owns ffmpeg: which binary to run, and what a video file holds.
 
 Binary resolution order: ``$FFMPEG_BINARY``, then ``ffmpeg`` on PATH, then the static binary that the
-``imageio-ffmpeg`` wheel ships. Metadata is read from ``ffmpeg -i`` itself (imageio-ffmpeg ships no ffprobe):
-stream info from its banner, and an exact frame count from a stream copy (packets, no decoding).
+``imageio-ffmpeg`` wheel ships. Before ffmpeg ever opens a path, ``not_a_file`` and ``container_problem`` say
+in a user's words what is wrong with it (a FIFO, a broken link, an MP4 cut short); ``stages.probe`` reads
+what a video holds and ``stages.decode`` decodes it.
+
+Stage one's ffmpeg processes are started behind ``setpriv --pdeathsig KILL`` where it exists (util-linux), so
+a writer killed with SIGKILL takes its ffmpeg with it instead of leaving it decoding for seconds.
 """
 from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
+import stat
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.core.errors import PipelineError
@@ -47,70 +50,74 @@ def ffmpeg_exe() -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def ffmpeg_cmd() -> list[str]:
+    """The argv prefix that starts ffmpeg as a child that dies with this process."""
+    setpriv = shutil.which("setpriv")
+    return ([setpriv, "--pdeathsig", "KILL"] if setpriv and os.name == "posix" else []) + [ffmpeg_exe()]
+
+
+@functools.lru_cache(maxsize=1)
 def ffmpeg_version() -> str:
     out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True, text=True)
     first = (out.stdout or "").splitlines()[:1]
     return first[0] if first else "unknown"
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    path: str
-    width: int          # display width, after rotation
-    height: int         # display height, after rotation
-    fps: float
-    n_frames: int       # exact count of video packets (frames) in the first video stream
-    duration: float     # seconds
-    rotation: int       # degrees from the display matrix (ffmpeg applies it when decoding)
-    codec: str
-
-
-_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
-_FPS = re.compile(r"(?P<fps>[\d.]+) (?:fps|tbr)")
-_DURATION = re.compile(r"Duration: (?P<h>\d+):(?P<m>\d+):(?P<s>[\d.]+)")
-_ROTATION = re.compile(r"(?:rotation of |rotate\s*:\s*)(?P<deg>-?[\d.]+)")
-_FRAMES = re.compile(r"frame=\s*(?P<n>\d+)")
-
-
-def _short_reason(stderr: str) -> str:
+def short_reason(stderr: str) -> str:
+    """ffmpeg's last meaningful stderr line."""
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "ffmpeg failed"
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's stream metadata and exact frame count; raise MediaError if it is not a video."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"no such file: {path}")
-    if path.stat().st_size == 0:
-        raise MediaError("empty file (0 bytes)")
-    # One call: the banner on stderr describes the streams, and copying the first video stream to the null
-    # muxer counts its packets without decoding anything.
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-           "-f", "null", "-"]
-    res = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
-    err = res.stderr
-    stream = _STREAM.search(err)
-    if stream is None:
-        if res.returncode != 0 and "Stream #" not in err:
-            raise MediaError(f"not a readable media file: {_short_reason(err)}")
-        raise MediaError("no video stream (audio-only or unsupported file)")
-    if res.returncode != 0:
-        raise MediaError(f"ffmpeg could not read the video stream: {_short_reason(err)}")
-    line = err[stream.start():].splitlines()[0]
-    fps_match = _FPS.search(line)
-    fps = float(fps_match.group("fps")) if fps_match else 0.0
-    dur = _DURATION.search(err)
-    duration = (int(dur.group("h")) * 3600 + int(dur.group("m")) * 60 + float(dur.group("s"))) if dur else 0.0
-    frames = _FRAMES.findall(err)
-    n_frames = int(frames[-1]) if frames else 0
-    rot = _ROTATION.search(err)
-    rotation = int(round(float(rot.group("deg")))) % 360 if rot else 0
-    w, h = int(stream.group("w")), int(stream.group("h"))
-    if rotation in (90, 270):
-        w, h = h, w
-    if n_frames == 0:
-        raise MediaError("video stream holds no frames")
-    if fps <= 0 and duration > 0:
-        fps = n_frames / duration
-    return VideoInfo(str(path), w, h, fps, n_frames, duration, rotation, stream.group("codec"))
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a video file (never opening it: a FIFO would block), or None."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "broken symbolic link" if path.is_symlink() else f"no such file: {path}"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not a video file"
+    if stat.S_ISFIFO(st.st_mode):
+        return "not a regular file (a FIFO)"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a device or socket)"
+    if st.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+_ISO_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"uuid", b"meta", b"moof", b"mfra",
+              b"styp", b"sidx", b"pdin", b"prft"}
+
+
+def container_problem(path: Path) -> str | None:
+    """For MP4/MOV files: a top-level box that runs past the end of the file (a cut-short download or copy),
+    or an index (moov) that is missing; None when the boxes are whole or the file is not ISO-BMFF."""
+    size = path.stat().st_size
+    seen, offset = [], 0
+    with path.open("rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+            return None
+        while offset < size:
+            fh.seek(offset)
+            header = fh.read(16)
+            if len(header) < 8:
+                return f"truncated file: it ends {len(header)} bytes into a box header at byte {offset}"
+            box_size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if box_size == 1 and len(header) >= 16:
+                box_size = int.from_bytes(header[8:16], "big")
+            elif box_size == 0:
+                box_size = size - offset
+            if kind not in _ISO_BOXES or box_size < 8:
+                return None                                # not a box we know: leave it to ffmpeg
+            seen.append(kind)
+            if offset + box_size > size:
+                return (f"truncated file: its {kind.decode()} box needs {offset + box_size} bytes but the file "
+                        f"ends at {size} ({100 * size / (offset + box_size):.0f}%)")
+            offset += box_size
+    if b"moov" not in seen and b"moof" not in seen:
+        return "damaged file: no moov box (the MP4 index) anywhere in it"
+    return None

@@ -20,12 +20,11 @@ from pipeline.core.config import field as cfg_field
 from pipeline.core.versions import package_versions
 from pipeline.core.videos import VideoEntry
 from stages.backbone import FEATURE_DIM, Embedder, WeightsInfo
-from stages.decode import SampledFrames, sample_frames
+from stages.decode import SCHEMES, FramePool, SampledFrames, sample_frames
 from stages.faces import FaceConfig, FaceDetector, crop_faces, select_subject
 from stages.media import MediaError, ffmpeg_version
 
 log = logging.getLogger(__name__)
-SAMPLING = "linspace-select-v1"   # evenly spaced frame indices, exact decode with a select filter
 BACKBONE = "torchvision.resnet50"
 
 
@@ -33,6 +32,10 @@ BACKBONE = "torchvision.resnet50"
 class FeatureConfig:
     frames: int = cfg_field(16, "frames sampled per video, evenly over its whole length (T)")
     crop: int = cfg_field(224, "face crop side in pixels fed to ResNet50 (C)")
+    sampling: str = cfg_field("noref", "noref: evenly spaced targets, each the nearest frame decodable without "
+                              "decoding the frames nothing refers to (exact, cheaper; strict where a codec "
+                              "gains nothing) | strict: exactly the evenly spaced frames",
+                              choices=tuple(SCHEMES))
     weights: str = cfg_field("imagenet", "backbone weights: imagenet | random | auto | PATH to a state dict",
                              identity=False)   # the store records which weights (name and sha256) instead
     device: str = cfg_field("auto", "auto | cpu | cuda | cuda:N", identity=False)
@@ -45,6 +48,8 @@ class FeatureConfig:
     def validate(self) -> None:
         if self.frames < 1 or self.crop < 32 or self.batch_size < 1 or self.prefetch < 1:
             raise ConfigError("frames >= 1, crop >= 32, batch_size >= 1 and prefetch >= 1 are required")
+        if self.sampling not in SCHEMES:
+            raise ConfigError(f"sampling must be one of {', '.join(SCHEMES)}, got {self.sampling!r}")
 
 
 @dataclass
@@ -61,7 +66,7 @@ def store_identity(cfg: FeatureConfig, faces: FaceConfig, weights: WeightsInfo, 
     actually loaded and the backbone's numeric engine."""
     return {"schema_version": schema.SCHEMA_VERSION, "backbone": BACKBONE, "weights": weights.name,
             "weights_sha256": weights.sha256, "feature_dim": FEATURE_DIM, **identity_of(cfg),
-            "margin": faces.margin, "detector": identity_of(faces), "sampling": SAMPLING,
+            "sampling": SCHEMES[cfg.sampling], "margin": faces.margin, "detector": identity_of(faces),
             "backbone_numerics": numerics}
 
 
@@ -83,11 +88,12 @@ class FaceStage:
     def __init__(self, cfg: FeatureConfig, faces: FaceConfig, device: str = "cpu"):
         self.cfg, self.faces = cfg, faces
         self.detector = FaceDetector(faces, device=device)
+        self.pool = FramePool()
 
     def decode(self, path: str) -> SampledFrames | MediaError:
         """The one place a path becomes decoded frames, or the reason it cannot."""
         try:
-            return sample_frames(path, self.cfg.frames)
+            return sample_frames(path, self.cfg.frames, self.cfg.sampling, pool=self.pool)
         except MediaError as exc:
             return exc
 
@@ -100,6 +106,8 @@ class FaceStage:
         except (RuntimeError, ValueError) as exc:   # e.g. a frame size the detector cannot process
             log.debug("processing %s failed", entry.video_id, exc_info=True)
             return failed(entry, RuntimeError(f"processing error: {exc}"))
+        finally:
+            self.pool.give(sampled.frames)         # the crops are cut: the frames' buffer can be reused
 
     def run(self, entry: VideoEntry) -> Prepared:
         return self.prepare(entry, self.decode(entry.path))

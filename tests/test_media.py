@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from stages.decode import frame_indices, sample_frames
-from stages.media import MediaError, probe, resolve_ffmpeg
+from stages.media import MediaError, resolve_ffmpeg
+from stages.probe import probe
 from tests import clips
 
 
@@ -101,3 +102,83 @@ def test_truncated_file_yields_frames_or_a_clear_error(tmp_path):
         assert "\n" not in str(exc)
     else:
         assert 0 < len(s.frames) <= 8 and len(set(s.indices)) == len(s.indices)
+
+
+def _moving(n: int, size=(72, 96)) -> np.ndarray:
+    """Frames with a moving gradient and a frame counter: every frame differs, x264 uses B-frames."""
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w]
+    frames = np.stack([((x * 3 + y * 2 + 5 * t) % 256) for t in range(n)]).astype(np.uint8)
+    out = np.repeat(frames[..., None], 3, axis=3)
+    out[:, :8, :8, 1] = (np.arange(n) * 7 % 256)[:, None, None]
+    return out
+
+
+def _full_decode(path) -> np.ndarray:
+    import subprocess
+
+    from stages.media import ffmpeg_exe
+    info = probe(path)
+    raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width, 3)
+
+
+def test_noref_sampling_delivers_the_full_decodes_frames_nearest_each_target(tmp_path):
+    clip = clips.write_frames(tmp_path / "b.mp4", _moving(150), fps=25)   # x264 veryfast: B-frames
+    info = probe(clip)
+    assert info.codec == "h264" and info.noref_supported and info.n_frames == 150
+    assert 0.2 < 1 - info.n_decodable / info.n_frames < 0.9                  # noref skips some, not all
+    ref = _full_decode(clip)
+    s = sample_frames(clip, 16, "noref")
+    assert s.mode == "noref" and len(s.indices) == 16 and np.all(np.diff(s.indices) > 0)
+    for frame, i in zip(s.frames, s.indices):
+        assert np.array_equal(frame, ref[i])                                 # byte for byte
+    allowed = np.flatnonzero(info.decodable)
+    for target, i in zip(frame_indices(150, 16), s.indices):
+        assert info.decodable[i] and abs(i - target) == np.abs(allowed - target).min()
+    strict = sample_frames(clip, 16, "strict")
+    assert strict.mode == "strict" and list(strict.indices) == list(frame_indices(150, 16))
+    assert all(np.array_equal(f, ref[i]) for f, i in zip(strict.frames, strict.indices))
+
+
+def test_noref_outputs_exactly_the_frames_the_probe_calls_decodable(tmp_path):
+    import subprocess
+
+    from stages.media import ffmpeg_exe
+    clip = clips.write_frames(tmp_path / "b.mp4", _moving(90), fps=25)
+    info = probe(clip)
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-skip_frame", "noref", "-i", str(clip), "-map", "0:v:0",
+                          "-fps_mode", "passthrough", "-enc_time_base:v", "demux", "-f", "framemd5", "-"],
+                         capture_output=True, text=True, check=True).stdout
+    kept = [int(r.split(",")[2]) for r in out.splitlines() if r and not r.startswith("#")]
+    assert kept == info.pts[info.decodable].tolist()
+
+
+def test_frames_are_counted_from_frames_not_packets_after_a_stream_copied_cut(tmp_path):
+    import subprocess
+
+    from stages.media import ffmpeg_exe
+    clip = clips.write_frames(tmp_path / "b.mp4", _moving(200), fps=25)
+    cut = tmp_path / "cut.mp4"                  # starts between keyframes: an edit list hides the pre-roll
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-ss", "1.3", "-i", str(clip), "-t", "4", "-c", "copy",
+                    str(cut)], check=True)
+    info = probe(cut)
+    ref = _full_decode(cut)
+    assert info.n_packets > info.n_frames == len(ref)                        # more packets than frames
+    for scheme in ("noref", "strict"):
+        s = sample_frames(cut, 16, scheme)
+        assert len(s.indices) == 16 and s.indices[-1] <= len(ref) - 1        # no "short video: 15 of 16"
+        assert all(np.array_equal(f, ref[i]) for f, i in zip(s.frames, s.indices))
+
+
+def test_all_intra_video_falls_back_to_strict(tmp_path):
+    import subprocess
+
+    from stages.media import ffmpeg_exe
+    src = clips.write_frames(tmp_path / "b.mp4", _moving(60), fps=25)
+    intra = tmp_path / "intra.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(src), "-c:v", "libx264", "-g", "1", str(intra)],
+                   check=True)
+    s = sample_frames(intra, 8, "noref")
+    assert s.mode == "strict" and list(s.indices) == list(frame_indices(60, 8))

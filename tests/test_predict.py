@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from features.store import FeatureStore
-from stages.media import probe
+from stages.probe import probe
 from tests import clips
 from tests.conftest import cli
 
@@ -141,3 +141,19 @@ def test_predict_cache_twice_appends_new_videos_and_never_rewrites_a_committed_r
     assert sorted(second) == sorted(v.name for v in videos[:3])
     for vid, cols in first.items():                 # every byte of every committed row is as it was
         assert second[vid] == cols, vid
+
+
+def test_predict_on_a_folder_reports_fifos_and_dangling_links(trained_run, tmp_path):
+    import os
+    run, data = trained_run["run"], trained_run["data"]
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    shutil.copy(sorted((data / "real").glob("*.mp4"))[0], folder / "good.mp4")
+    os.mkfifo(folder / "pipe.mp4")
+    (folder / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    res = cli("predict", str(folder), "--run", str(run), "--json")
+    out = {v["video_id"]: v for v in json.loads(res.stdout)["videos"]}
+    assert out["good.mp4"]["status"] == "ok"
+    assert out["pipe.mp4"]["error"] == "not a regular file (a FIFO)"
+    assert out["gone.mp4"]["error"] == "broken symbolic link"
+    assert "pipe.mp4" in res.stderr and "gone.mp4" in res.stderr

@@ -13,7 +13,7 @@ from pipeline.cli import main as cli_main
 from pipeline.core.config import ConfigError
 from pipeline.sample import COLUMNS, SampleConfig, SampleError, render_source, run
 from stages.decode import sample_frames
-from stages.media import probe
+from stages.probe import probe
 
 FRAMES = 12   # short clips keep this module fast; every other option is the default
 

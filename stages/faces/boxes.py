@@ -30,18 +30,23 @@ def level_size(h: int, w: int, scale: float) -> tuple[int, int]:
     return int(h * scale + 1), int(w * scale + 1)
 
 
-def pnet_candidates(reg: torch.Tensor, prob: torch.Tensor, scale: float, threshold: float
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def pnet_candidates(reg: torch.Tensor, prob: torch.Tensor, scale: float, threshold: float,
+                    origin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """P-Net maps -> candidate windows in detection-image pixels.
 
     reg (N, 4, h, w), prob (N, h, w) -> rows (n, 9) = (x1, y1, x2, y2, score, dx1, dy1, dx2, dy2), frame (n,).
+    ``origin`` (N, 2): x, y of each map's first cell on the whole level's grid, when the maps were computed
+    on windows of the level (``level_windows``); the frame returned is then the index of the map.
     """
     mask = prob >= threshold
     where = mask.nonzero()                                   # (n, 3): frame, y, x
     frame = where[:, 0]
     score = prob[mask]
     offsets = reg.permute(0, 2, 3, 1)[mask]                  # (n, 4)
-    cell = where[:, 1:].to(reg.dtype).flip(1)                # (n, 2): x, y of the window on the level
+    cell = where[:, 1:].flip(1)                              # (n, 2): x, y of the window on the level
+    if origin is not None:
+        cell = cell + origin[frame]
+    cell = cell.to(reg.dtype)
     q1 = ((_STRIDE * cell + 1) / scale).floor()
     q2 = ((_STRIDE * cell + _CELL - 1 + 1) / scale).floor()
     return torch.cat([q1, q2, score[:, None], offsets], dim=1), frame
@@ -120,16 +125,21 @@ def empty_integral_image(images: torch.Tensor) -> torch.Tensor:
     """
     bsz, h, w, c = images.shape
     dtype = torch.int32 if 255 * h * w < 2 ** 31 else torch.int64
-    return torch.zeros(bsz, h + 1, w + 1, c, dtype=dtype, device=images.device)
+    table = torch.empty(bsz, h + 1, w + 1, c, dtype=dtype, device=images.device)
+    table[:, 0] = 0                 # only the borders: fill_integral_image writes the rest
+    table[:, :, 0] = 0
+    return table
 
 
 def fill_integral_image(table: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """table[:, i+1, j+1] = sum of images[:, :i+1, :j+1], exact in integers; in place (3x faster here than
-    ``images.cumsum(1, dtype=...)`` into a new tensor)."""
-    inner = table[:, 1:, 1:]
-    inner.copy_(images)
-    torch.cumsum(inner, 1, out=inner)
-    torch.cumsum(inner, 2, out=inner)
+    ``images.cumsum(1, dtype=...)`` into a new tensor). Frame by frame: a frame's table stays in cache between
+    the two sums (16 frames at 960x540, fresh storage: 110 ms so, 190 ms all at once)."""
+    for i in range(len(table)):
+        inner = table[i, 1:, 1:]
+        inner.copy_(images[i])
+        torch.cumsum(inner, 0, out=inner)
+        torch.cumsum(inner, 1, out=inner)
     return table
 
 
@@ -172,6 +182,40 @@ def area_crops(table: torch.Tensor, frame: torch.Tensor, windows: torch.Tensor, 
     count = ((r1 - r0)[:, :, None] * (c1 - c0)[:, None, :])[..., None]
     means = sums.to(torch.float32) / count.to(torch.float32)          # (n, size, size, C)
     return means.permute(0, 3, 1, 2)                                  # NCHW view of NHWC memory
+
+
+def level_bins(table: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """First and end rows (h,), (h,) and columns (w,), (w,) of a whole-frame pyramid level's area bins."""
+    _, hp, wp, _ = table.shape
+    whole = torch.tensor([[0, hp - 1, 0, wp - 1]], device=table.device)   # the frame as one window
+    (r0,), (r1,) = _bin_edges(whole[:, 0], whole[:, 1], size[0])
+    (c0,), (c1,) = _bin_edges(whole[:, 2], whole[:, 3], size[1])
+    return r0, r1, c0, c1
+
+
+def level_windows(table: torch.Tensor, bins: tuple[torch.Tensor, ...], frame: torch.Tensor,
+                  origin: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Windows of a pyramid level, cut from the summed-area table without making the whole level.
+
+    bins: ``level_bins`` of the level; frame (n,); origin (n, 2) = (row, col) of each window's first level
+    pixel; size (h, w) of every window (inside the level). -> (n, C, h, w) float32 channels_last: the same
+    numbers as ``area_level(table[frame], ...)[:, :, r:r + h, c:c + w]`` (same integer sums, same scaling).
+    """
+    _, hp, wp, c = table.shape
+    r0, r1, c0, c1 = bins
+    rows = origin[:, :1] + torch.arange(size[0], device=table.device)      # (n, h) level rows
+    cols = origin[:, 1:] + torch.arange(size[1], device=table.device)      # (n, w) level columns
+    flat = table.reshape(-1, c)
+    base = (frame * hp * wp)[:, None, None]
+
+    def corner(rr: torch.Tensor, cc: torch.Tensor) -> torch.Tensor:
+        index = (base + rr[:, :, None] * wp + cc[:, None, :]).reshape(-1)
+        return flat.index_select(0, index).view(-1, size[0], size[1], c)
+
+    ra, rb, ca, cb = r0[rows], r1[rows], c0[cols], c1[cols]
+    sums = corner(rb, cb).sub_(corner(ra, cb)).sub_(corner(rb, ca)).add_(corner(ra, ca))
+    inv_count = 1.0 / ((rb - ra)[:, :, None] * (cb - ca)[:, None, :]).to(torch.float32)   # (n, h, w)
+    return sums.to(torch.float32).mul_(inv_count[..., None]).permute(0, 3, 1, 2)
 
 
 def area_level(table: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -17,6 +17,19 @@ class FaceConfig:
     max_side: int = field(960, "downscale frames whose longer side exceeds this before detecting (0: never)")
     detect_scale: float = field(1.0, "extra scale for detection, e.g. 0.5 as the DFDC winner (boxes are "
                                       "mapped back to the input frame)")
+    coarse_min_face: float = field(79.0, "search whole frames only at the pyramid levels of faces of at least "
+                                         "this size (detection-scale pixels; lower while the subject is small), "
+                                         "and the smaller levels only around the faces that could be the "
+                                         "subject and where it is missing: the subject's boxes are the whole "
+                                         "search's at about a third of its cost; far smaller faces are not "
+                                         "reported (0: the whole search everywhere)")
+    coarse_threshold: float = field(0.9, "speed: P-Net probability a candidate needs to go on to R-Net in the "
+                                         "coarse search, which only says where faces are (all candidates of "
+                                         "thresholds[0] are used for the boxes)")
+    coarse_nms: float = field(0.3, "speed: IoU at which the coarse search merges candidates")
+    region_band: float = field(0.25, "coarse_min_face: smallest window searched around a face, as a fraction "
+                                     "of its side (0: down to min_face; 0.35 still gave the same boxes on the "
+                                     "dev clips, 0.5 did not)")
     chunk_mb: float = field(0.0, "CPU only, speed only: largest layer output per net call in MB "
                                       "(0: auto, an eighth of the last-level cache)", identity=False)
     cpu_engine: str = field("auto", "CPU only, speed only: mkldnn (oneDNN blocked layout, faster here), "
@@ -43,6 +56,10 @@ class FaceConfig:
             raise ConfigError(f"cpu_engine must be auto, mkldnn or eager, got {self.cpu_engine!r}")
         if self.fallback not in ("missing", "frame"):
             raise ConfigError(f"fallback must be 'missing' or 'frame', got {self.fallback!r}")
+        if self.coarse_min_face < 0 or not 0 < self.coarse_nms <= 1 or not 0 <= self.coarse_threshold <= 1 \
+                or not 0 <= self.region_band < 1:
+            raise ConfigError("coarse_min_face must be >= 0, coarse_nms in (0, 1], coarse_threshold in [0, 1] and "
+                              "region_band in [0, 1)")
         if self.margin < 1 or self.smooth < 1 or self.chunk_mb < 0:
             raise ConfigError("margin must be >= 1, smooth >= 1 and chunk_mb >= 0")
 

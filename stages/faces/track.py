@@ -124,6 +124,27 @@ def select_subject(dets: Sequence[Detections], frame_hw: tuple[int, int], cfg: F
     return Track(boxes.astype(np.float32), probs, found, chosen)
 
 
+def reference_boxes(dets: Sequence[Detections], track: Track, cfg: FaceConfig | None = None) -> np.ndarray:
+    """(T, 4): for every frame, the subject box ``select_subject`` compared that frame's faces with (its raw
+    box in the nearest frame between the seed and this one where it was found); NaN at the seed frame and
+    everywhere when there is no subject. A detector that searched only part of a frame needs to have
+    searched around this box to be sure the subject is missing there."""
+    cfg = cfg or FaceConfig()
+    n = len(dets)
+    out = np.full((n, 4), np.nan, np.float32)
+    seed = _seed(dets, cfg.min_prob)
+    if seed is None:
+        return out
+    t0 = seed[0]
+    for order in (range(t0 + 1, n), range(t0 - 1, -1, -1)):
+        last = dets[t0].boxes[seed[1]]
+        for t in order:
+            out[t] = last
+            if track.chosen[t] >= 0:
+                last = dets[t].boxes[track.chosen[t]]
+    return out
+
+
 def _clamp_centre(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     shift = np.clip(centre, 0, [w, h]) - centre
