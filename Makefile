@@ -16,17 +16,18 @@ VIDEOS ?= 48
 ARGS ?=
 DEMO ?= demo
 
-.PHONY: setup test sample features inspect train-ensemble train-head report predict weights demo bench clean distclean
+.PHONY: setup test sample features inspect train-ensemble train-head report predict weights demo bench soak clean distclean
 
 setup: $(STAMP)
 
 # Re-installs only when pyproject.toml changes; a second `make setup` is a no-op.
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml (pip takes them from local disk here).
 # facenet-pytorch is a test-only reference implementation for MTCNN parity; it pins old torch, hence --no-deps.
-# The ray extra (stage one on Ray Data) is installed here so the test suite exercises --engine ray.
+# The ray extra (stage one on Ray Data) is installed here so the test suite exercises --engine ray; the bench
+# extra holds what the peer anchors of the benchmarks need.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,ray]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,ray,bench]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
 	@touch $@
 
@@ -71,6 +72,10 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py $(ARGS)
+
+# 50 SIGKILLs at random moments during `features` on the dev clips, then a final run: nothing may be lost.
+soak: setup
+	$(PY) bench/soak.py $(ARGS)
 
 clean:
 	rm -rf $(DEMO) runs data/features.h5 .pytest_cache bench/results

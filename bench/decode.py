@@ -1,5 +1,6 @@
-"""Decode strategies for T evenly spaced frames: one pass + select filter (ours) vs full decode + convert
-everything vs per-frame output seeking. Prints seconds per clip and checks each returns the same pixels.
+"""Decoding T evenly spaced frames: the noref scheme (ours, default) and strict sampling, against decoding and
+converting every frame, with the pure decodes that bound them; and a check that every frame delivered is the
+full decode's frame of the same index, byte for byte.
 
     .venv/bin/python bench/decode.py [--frames 16] [--repeat 3]
 """
@@ -14,27 +15,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import best_of, save, target_clips  # noqa: E402
-from stages.decode import frame_indices, sample_frames  # noqa: E402
-from stages.media import ffmpeg_exe, probe  # noqa: E402
+from stages.decode import sample_frames  # noqa: E402
+from stages.media import ffmpeg_exe  # noqa: E402
+from stages.probe import probe  # noqa: E402
 
 
-def full_decode(path, idx, info):
-    """Every frame converted to RGB and piped; keep the wanted ones (what OpenCV-style readers do)."""
-    cmd = [ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+def every_frame(path, info) -> np.ndarray:
+    """Every frame decoded and converted to RGB (what OpenCV-style readers do)."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
     raw = subprocess.run(cmd, capture_output=True, check=True).stdout
-    frames = np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width, 3)
-    return frames[idx]
+    return np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width, 3)
 
 
-def seek_each(path, idx, info):
-    """One ffmpeg per frame, output seeking to the frame's timestamp (exact but re-decodes from a keyframe)."""
-    out = []
-    for i in idx:
-        cmd = [ffmpeg_exe(), "-v", "error", "-i", str(path), "-ss", f"{i / info.fps:.6f}", "-frames:v", "1",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
-        out.append(np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.uint8)
-                   .reshape(info.height, info.width, 3))
-    return np.stack(out)
+def null_decode(path, noref: bool) -> None:
+    pre = ["-skip_frame", "noref"] if noref else []
+    subprocess.run([ffmpeg_exe(), "-v", "error", *pre, "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+                   check=True)
 
 
 def main() -> None:
@@ -45,18 +42,26 @@ def main() -> None:
     rows = {}
     for name, path in target_clips().items():
         info = probe(path)
-        idx = frame_indices(info.n_frames, args.frames)
-        ours = sample_frames(path, args.frames, info).frames
-        row = {"frames_in_clip": info.n_frames}
-        for label, fn in (("select", lambda: sample_frames(path, args.frames, info)),
-                          ("full_decode", lambda: full_decode(path, idx, info)),
-                          ("seek_each", lambda: seek_each(path, idx, info))):
+        ref = every_frame(path, info)
+        row = {"frames_in_clip": info.n_frames, "decodable_under_noref": info.n_decodable}
+        for scheme in ("noref", "strict"):
+            s = sample_frames(path, args.frames, scheme, info=info)
+            row[f"{scheme}_mode"] = s.mode
+            row[f"{scheme}_exact"] = all(np.array_equal(f, ref[i]) for f, i in zip(s.frames, s.indices))
+            row[f"{scheme}_max_shift"] = int(np.abs(s.indices - np.round(
+                np.linspace(0, info.n_frames - 1, args.frames))).max())
+        for label, fn in (("probe", lambda: probe(path)),
+                          ("noref", lambda: sample_frames(path, args.frames, "noref", info=info)),
+                          ("strict", lambda: sample_frames(path, args.frames, "strict", info=info)),
+                          ("every_frame_rgb", lambda: every_frame(path, info)),
+                          ("null_full", lambda: null_decode(path, False)),
+                          ("null_noref", lambda: null_decode(path, True))):
             row[label] = round(best_of(fn, args.repeat), 3)
-        row["same_pixels"] = bool(np.array_equal(ours, full_decode(path, idx, info)))
-        row["seek_same_pixels"] = bool(np.array_equal(ours, seek_each(path, idx, info)))
         rows[name] = row
-        print(f"{name:6s} select {row['select']:.3f}s  full {row['full_decode']:.3f}s  "
-              f"seek {row['seek_each']:.3f}s  exact(full)={row['same_pixels']} exact(seek)={row['seek_same_pixels']}")
+        print(f"{name:6s} probe {row['probe']:.2f}s  noref {row['noref']:.2f}s  strict {row['strict']:.2f}s  "
+              f"every frame {row['every_frame_rgb']:.2f}s | pure decode {row['null_full']:.2f}s, noref "
+              f"{row['null_noref']:.2f}s | exact: noref {row['noref_exact']} (max shift {row['noref_max_shift']}), "
+              f"strict {row['strict_exact']}", flush=True)
     print("saved", save("decode", {"frames": args.frames, "seconds": rows}))
 
 

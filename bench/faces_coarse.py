@@ -2,13 +2,13 @@
 
 For every dev clip (DEV_CLIPS, default ../shared/data/dev-clips) and every generated sample clip (made in a
 temporary folder with ``pipeline sample``): N evenly spaced frames (sample_frames), detected by the whole
-search (``FaceConfig()``) and by the coarse-first search (``FaceConfig(coarse_min_face=...)``), then
+search (``FaceConfig(coarse_min_face=0)``) and by the coarse-first search (the default, 79 px), then
 ``select_subject``. Speed: CPU seconds of this process (one torch thread unless --threads), modes interleaved
 and alternated in order over --repeat runs, the fastest run kept (the median is saved too), wall seconds
 alongside; on a shared 2-core machine only ratios measured in one run mean anything. Accuracy: the subject's
 found frames (the same ones?) and the IoU of its boxes with the whole search's, frame by frame.
 
-    .venv/bin/python bench/faces_coarse.py [--frames 16] [--repeat 3] [--coarse-min-face 56] [--sample 8]
+    .venv/bin/python bench/faces_coarse.py [--frames 16] [--repeat 3] [--coarse-min-face 79] [--sample 8]
                                            [--clips 'real/*.mp4'] [--threads N] [--original PATH]
 
 --original PATH: time "today" with the stages/faces package found under PATH (e.g. a git worktree of the
@@ -40,7 +40,9 @@ def original_detector(root: Path):
         (pkg / "faces_original" / src.name).write_text(text)
     sys.path.insert(0, str(pkg))
     import faces_original
-    return faces_original.FaceDetector(faces_original.FaceConfig())
+    cfg = faces_original.FaceConfig
+    whole = {"coarse_min_face": 0} if "coarse_min_face" in cfg.__dataclass_fields__ else {}
+    return faces_original.FaceDetector(cfg(**whole))
 
 
 def load_clips(args) -> dict[str, np.ndarray]:
@@ -114,14 +116,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--coarse-min-face", type=float, default=56.0)
+    ap.add_argument("--coarse-min-face", type=float, default=FaceConfig().coarse_min_face)
     ap.add_argument("--sample", type=int, default=8, help="generated sample videos to add (0: none)")
     ap.add_argument("--clips", default="*/*.mp4", help="glob of dev clips under DEV_CLIPS")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: CPU time is meaningful)")
     ap.add_argument("--original", type=Path, help="time 'today' with PATH/stages/faces")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = FaceConfig()
+    cfg = FaceConfig(coarse_min_face=0)
     coarse_cfg = FaceConfig(coarse_min_face=args.coarse_min_face)
     modes = {"today": original_detector(args.original) if args.original else FaceDetector(cfg),
              "coarse": FaceDetector(coarse_cfg)}
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
               flush=True)
     print_table(rows)
     payload = {"command": " ".join(["python bench/faces_coarse.py", *(argv if argv is not None else sys.argv[1:])]),
-               "today": "original code at " + str(args.original) if args.original else "FaceConfig()",
+               "today": "original code at " + str(args.original) if args.original else "the whole search",
                "coarse": modes["coarse"].describe()["config"], "frames": args.frames, "repeat": args.repeat,
                "clips": rows}
     print("saved", save("faces_coarse", payload))

@@ -20,8 +20,11 @@ HERE = Path(__file__).resolve().parent
 BENCHES = {
     "decode": ("decode.py", ["--repeat", "1"]),
     "faces": ("faces.py", ["--quick"]),
+    "faces_coarse": ("faces_coarse.py", ["--repeat", "1"]),
     "stage_one": ("stage_one.py", ["--repeat", "1"]),
     "ray": ("ray_scaling.py", ["--quick"]),
+    "soak": ("soak.py", ["--kills", "10"]),
+    "memory": ("memory.py", ["--small", "20", "--large", "200"]),
 }
 
 

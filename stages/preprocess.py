@@ -89,11 +89,13 @@ class FaceStage:
         self.cfg, self.faces = cfg, faces
         self.detector = FaceDetector(faces, device=device)
         self.pool = FramePool()
+        self.ffmpeg_threads = 0          # ffmpeg's own choice; an engine sharing the cores sets it
 
     def decode(self, path: str) -> SampledFrames | MediaError:
         """The one place a path becomes decoded frames, or the reason it cannot."""
         try:
-            return sample_frames(path, self.cfg.frames, self.cfg.sampling, pool=self.pool)
+            return sample_frames(path, self.cfg.frames, self.cfg.sampling, threads=self.ffmpeg_threads,
+                                 pool=self.pool)
         except MediaError as exc:
             return exc
 

@@ -20,10 +20,11 @@ import time
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from pipeline.core.config import to_dict
 from stages.backbone import FEATURE_DIM
-from stages.local_engine import LocalEngine
+from stages.local_engine import CpuBudget, LocalEngine
 from stages.preprocess import FaceStage, FramePipeline
 from stages.ray_engine import rows
 
@@ -105,7 +106,9 @@ class FusedActor:
     """Actor: the whole local path for a batch of videos, decoding ``decode_threads`` videos at once."""
 
     def __init__(self, cfg, faces, faults=(), decode_threads: int = 1):
-        self.engine = LocalEngine(cfg, faces, decode_workers=decode_threads)
+        # the actor's CPUs as Ray reserved them (Ray sets the worker's torch threads to match)
+        budget = CpuBudget(decode_threads, decode_threads, 1, torch.get_num_threads())
+        self.engine = LocalEngine(cfg, faces, budget=budget)
         self.pipe = self.engine.pipe
         self.faults = faults
         self.node = node_id()
