@@ -1,4 +1,4 @@
-"""Layout of the HDF5 feature store (schema version 1).
+"""Layout of the HDF5 feature store (schema version 2; version 1 stores, without ``source``, are still read).
 
 One file holds a fixed number of *rows* (its capacity); each video occupies one row of every dataset below.
 All datasets are contiguous and allocated when the file is created, so extraction afterwards writes raw bytes
@@ -12,6 +12,8 @@ Per-row datasets (capacity N, frames T, feature dim D):
     mask         (N, T)    bool      frame has a valid face crop (False: missing frame or no face)
     boxes        (N, T, 4) float32   face box x1, y1, x2, y2 in frame pixels (NaN when missing)
     probs        (N, T)    float32   detection probability (0 when missing)
+    source       (N, T)    uint8     where the frame's box came from: 0 nowhere, 1 the face search, 2 the second
+                                     look near the tracked subject (schema 2; see ``SOURCE_NAMES``)
     frame_index  (N, T)    int32     index of the sampled frame in the video (-1 when not sampled)
     timestamp    (N, T)    float64   seconds (NaN when not sampled)
     status       (N,)      uint8     0 empty, 1 ok, 2 no_face, 3 failed  (the commit marker)
@@ -27,12 +29,15 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE = (1, 2)             # schema 1: the same layout without ``source``
 
 EMPTY, OK, NO_FACE, FAILED = 0, 1, 2, 3
 STATUS_NAMES = {EMPTY: "empty", OK: "ok", NO_FACE: "no_face", FAILED: "failed"}
 STATUS_CODES = {v: k for k, v in STATUS_NAMES.items()}
 DONE = (OK, NO_FACE)          # complete: skipped on rerun
+NOWHERE, SEARCH, SECOND_LOOK = 0, 1, 2
+SOURCE_NAMES = {NOWHERE: "none", SEARCH: "search", SECOND_LOOK: "second look"}
 RANK = {EMPTY: 0, FAILED: 1, NO_FACE: 2, OK: 2}   # which of two rows of one video to keep
 REASON_WIDTH = 240
 
@@ -43,6 +48,7 @@ def frame_arrays(frames: int, dim: int) -> dict[str, tuple[tuple[int, ...], np.d
         "mask": ((frames,), np.dtype("bool"), False),
         "boxes": ((frames, 4), np.dtype("<f4"), np.nan),
         "probs": ((frames,), np.dtype("<f4"), 0.0),
+        "source": ((frames,), np.dtype("u1"), NOWHERE),
         "frame_index": ((frames,), np.dtype("<i4"), -1),
         "timestamp": ((frames,), np.dtype("<f8"), np.nan),
     }
@@ -98,8 +104,8 @@ def problem(f: h5py.File) -> str | None:
     if version is None:
         return "an HDF5 file without a schema_version attribute (not a feature store)"
     try:
-        if int(version) != SCHEMA_VERSION:
-            return f"store schema {version}; this version reads schema {SCHEMA_VERSION}"
+        if int(version) not in READABLE:
+            return f"store schema {version}; this version reads schema {', '.join(map(str, READABLE))}"
     except (TypeError, ValueError):
         return f"schema_version {version!r} is not a number"
     for name in ("identity", "provenance"):
@@ -116,6 +122,8 @@ def problem(f: h5py.File) -> str | None:
     capacity, frames, dim = f["features"].shape
     expected = {name: ((capacity, *shape), dtype) for name, (shape, dtype, _) in frame_arrays(frames, dim).items()}
     expected.update({name: ((capacity,), dtype) for name, (dtype, _) in ROW_NUMBERS.items()})
+    if int(version) == 1:
+        expected.pop("source")
     for name, (shape, dtype) in expected.items():
         if name not in f:
             return f"dataset {name!r} is missing"

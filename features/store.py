@@ -141,9 +141,13 @@ class FeatureStore:
         return self.read_rows("features", rows), self.read_rows("mask", rows)
 
     def frames_of(self, video_id: str) -> dict[str, np.ndarray]:
-        """Per-frame detail of one video: boxes (T,4), probs, frame_index, timestamp, mask."""
+        """Per-frame detail of one video: boxes (T,4), probs, frame_index, timestamp, mask, source."""
         row = self._rows_of([video_id])
-        return {k: self.read_rows(k, row)[0] for k in ("boxes", "probs", "frame_index", "timestamp", "mask")}
+        out = {k: self.read_rows(k, row)[0] for k in ("boxes", "probs", "frame_index", "timestamp", "mask")}
+        # a schema-1 store says only whether a frame has a box: every box came from the face search then
+        out["source"] = (self.read_rows("source", row)[0] if "source" in self._f
+                         else np.where(out["mask"], schema.SEARCH, schema.NOWHERE).astype(np.uint8))
+        return out
 
     # ---- summary ------------------------------------------------------------------------------------------
     def summary(self) -> dict:

@@ -55,6 +55,7 @@ class VideoResult:
     mask: np.ndarray | None = None        # (T,) bool
     boxes: np.ndarray | None = None       # (T, 4) float32
     probs: np.ndarray | None = None       # (T,) float32
+    source: np.ndarray | None = None      # (T,) uint8: schema.SEARCH, SECOND_LOOK or NOWHERE per frame
     frame_index: np.ndarray | None = None  # (T,) int32
     timestamp: np.ndarray | None = None   # (T,) float64
     info: dict = field(default_factory=dict)   # video_frames, fps, width, height

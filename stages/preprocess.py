@@ -133,6 +133,8 @@ class FaceStage:
         res.boxes[:k] = track.boxes
         res.probs = np.zeros(T, np.float32)
         res.probs[:k] = track.probs
+        res.source = np.zeros(T, np.uint8)
+        res.source[:k] = np.where(track.found, schema.SEARCH, schema.NOWHERE)
         if valid.any():
             res.status = schema.OK
         else:

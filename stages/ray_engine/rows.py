@@ -21,7 +21,7 @@ from pipeline.core.videos import VideoEntry
 from stages.preprocess import Prepared
 
 ENTRY = ("video_id", "path", "label", "split", "group", "method")
-FRAME = ("mask", "boxes", "probs", "frame_index", "timestamp")   # per-frame arrays of a VideoResult
+FRAME = ("mask", "boxes", "probs", "source", "frame_index", "timestamp")   # per-frame arrays of a VideoResult
 INFO = {"video_frames": np.int32, "fps": np.float32, "width": np.int32, "height": np.int32}
 
 
