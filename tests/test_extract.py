@@ -121,7 +121,7 @@ def test_bad_inputs_are_recorded_and_good_videos_stored(sample_dataset, tmp_path
     status = {k: (r.status, r.reason) for k, r in rows.items()}
     assert status["fake/zero.mp4"] == ("failed", "empty file (0 bytes)")
     assert status["fake/text.mp4"][0] == "failed" and "not a readable media file" in status["fake/text.mp4"][1]
-    assert status["fake/audio.mp4"] == ("failed", "no video stream (audio-only or unsupported file)")
+    assert status["fake/audio.mp4"] == ("failed", "no video stream (audio only)")
     assert status["fake/truncated.mp4"][0] == "failed"
     assert status["fake/no_face.mp4"][0] == "no_face" and not detail["fake/no_face.mp4"]["mask"].any()
     assert status["real/one_frame.mp4"][0] == "ok" and rows["real/one_frame.mp4"].n_valid == 1
