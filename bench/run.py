@@ -22,6 +22,8 @@ BENCHES = {
     "faces": ("faces.py", ["--quick"]),
     "stage_one": ("stage_one.py", ["--repeat", "1"]),
     "ray": ("ray_scaling.py", ["--quick"]),
+    "onnx": ("onnx.py", ["--quick"]),
+    "serve_load": ("serve_load.py", ["--quick"]),
 }
 
 
