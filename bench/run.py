@@ -22,7 +22,7 @@ BENCHES = {
     "faces": ("faces.py", ["--quick"]),
     "stage_one": ("stage_one.py", ["--repeat", "1"]),
     "ray": ("ray_scaling.py", ["--quick"]),
-    "onnx": ("onnx.py", ["--quick"]),
+    "onnx": ("onnx_vs_torch.py", ["--quick"]),
     "serve_load": ("serve_load.py", ["--quick"]),
 }
 

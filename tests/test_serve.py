@@ -22,7 +22,7 @@ from tests.cdp import CHROMIUM, Chromium
 from tests.conftest import ROOT, cli
 
 TOKEN = "s3cret-test-token"
-DOCS_SHOT = ROOT / "docs" / "serve-page.png"
+DOCS_SHOT = ROOT / "docs" / "serve.png"
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +223,39 @@ def test_the_page_in_headless_chromium_uploads_a_clip_and_shows_the_verdict_and_
     assert 20_000 < shot.stat().st_size
     if os.environ.get("UPDATE_DOCS"):              # regenerate the README's screenshot: UPDATE_DOCS=1 pytest ...
         shutil.copy(shot, DOCS_SHOT)
+
+
+def test_the_worker_answers_every_job_it_takes_and_counts_every_refusal(tmp_path):
+    """A scoring pass that yields no verdict for a job fails that job with a reason; it is never left waiting.
+    A full queue refuses (and counts) before a body is read and again at submit."""
+    from types import SimpleNamespace
+
+    from pipeline.serve.jobs import Board, Job, QueueFull
+    from pipeline.serve.scoring import Scored
+    from pipeline.serve.uploads import UploadDir
+
+    class OneVerdictOnly:                    # yields a verdict for the first video of a batch only
+        threshold, random_weights = 0.5, False
+
+        def score(self, videos, folders, progress):
+            vid = videos[0][0]
+            pred = SimpleNamespace(video_id=vid, status="ok", error="",
+                                   as_dict=lambda: {"video_id": vid, "status": "ok", "path": "/x"})
+            yield Scored(vid, pred, None)
+
+    uploads = UploadDir(str(tmp_path))
+    board = Board(OneVerdictOnly(), uploads, queue_size=2, batch=2, keep_seconds=60)
+    jobs = [board.submit(Job(i, uploads.job_folder(i), tmp_path / "v", "v.mp4", 1)) for i in ("a1", "b2")]
+    with pytest.raises(QueueFull):
+        board.check_room()
+    with pytest.raises(QueueFull):
+        board.submit(Job("c3", uploads.job_folder("c3"), tmp_path / "v", "v.mp4", 1))
+    board.start()
+    deadline = time.monotonic() + 10
+    while not all(j.finished for j in jobs) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    board.stop()
+    assert [j.status for j in jobs] == ["done", "failed"] and "no result" in jobs[1].error
+    assert jobs[0].result == {"video_id": "a1", "status": "ok", "threshold": 0.5}
+    stats = board.stats()
+    assert (stats["accepted"], stats["refused"], stats["done"], stats["failed"]) == (2, 2, 1, 1)

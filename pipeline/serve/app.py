@@ -90,8 +90,10 @@ def create_app(cfg: ServeConfig, board: Board) -> FastAPI:
                          415: {"description": "the bytes are not a video"},
                          503: {"description": "the queue is full; see Retry-After"}})
     async def upload(request: Request) -> dict:
-        if board.queue.full():               # refuse before reading a body the server cannot take
-            raise _reason(503, "the queue is full; retry later", {"Retry-After": str(board.retry_after())})
+        try:
+            board.check_room()               # refuse before reading a body the server cannot take
+        except QueueFull as exc:
+            raise _reason(503, "the queue is full; retry later", {"Retry-After": str(exc.retry_after)}) from None
         job_id = uuid.uuid4().hex
         folder = board.uploads.job_folder(job_id)
         try:

@@ -140,6 +140,13 @@ class Board:
         waiting = self.queue.qsize() + 1
         return max(1, min(600, math.ceil(self.seconds_per_job * waiting)))
 
+    def check_room(self) -> None:
+        """``QueueFull`` (counted as a refusal) when no job could be queued now."""
+        with self.lock:
+            if self.queue.full():
+                self.counts["refused"] += 1
+                raise QueueFull(self.retry_after())
+
     def submit(self, job: Job) -> Job:
         with self.lock:
             try:
@@ -260,3 +267,6 @@ class Board:
             log.exception("scoring a batch of %d failed", len(batch))
             for job in by_id.values():
                 self._finish(job, FAILED, error=f"internal error: {type(exc).__name__}: {exc}"[:300])
+            return
+        for job in by_id.values():  # predict yields one verdict per video; a job it skipped is never left waiting
+            self._finish(job, FAILED, error="internal error: the scoring pass gave no result for this video")
