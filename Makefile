@@ -1,5 +1,5 @@
 # Every target that runs code depends on `setup`, so `make demo` or `make test` is enough on a fresh clone.
-# Public variables (keep stable): DATA STORE RUN VIDEO HEAD ENGINE ARGS.
+# Public variables (keep stable): DATA STORE RUN VIDEO HEAD ENGINE ARGS (and BUNDLE, for export).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -15,19 +15,21 @@ ENGINE ?= local
 VIDEOS ?= 48
 ARGS ?=
 DEMO ?= demo
+BUNDLE ?= $(RUN)/onnx
 
-.PHONY: setup test sample features inspect train-ensemble train-head report predict weights demo bench soak clean distclean
+.PHONY: setup test sample features inspect train-ensemble train-head report predict serve export weights demo bench soak clean distclean
 
 setup: $(STAMP)
 
 # Re-installs only when pyproject.toml changes; a second `make setup` is a no-op.
 # torch==2.14.1 / torchvision==0.29.1 are pinned in pyproject.toml (pip takes them from local disk here).
 # facenet-pytorch is a test-only reference implementation for MTCNN parity; it pins old torch, hence --no-deps.
-# The ray extra (stage one on Ray Data) is installed here so the test suite exercises --engine ray; the bench
-# extra holds what the peer anchors of the benchmarks need.
+# The ray extra (stage one on Ray Data), the serve extra (FastAPI + uvicorn) and the onnx extra (export,
+# predict --runtime onnx) are installed here so the test suite exercises them; the bench extra holds what the
+# peer anchors of the benchmarks need.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,ray,bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,ray,serve,onnx,bench]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
 	@touch $@
 
@@ -56,6 +58,14 @@ report: setup
 predict: setup
 	@test -n "$(VIDEO)" || { echo "usage: make predict VIDEO=path [RUN=...]"; exit 2; }
 	$(PY) -m pipeline predict $(VIDEO) --run $(RUN) $(ARGS)
+
+# The web page and HTTP API on http://127.0.0.1:8000/ (ARGS="--port 9000", "--host 0.0.0.0" with a token, ...).
+serve: setup
+	$(PY) -m pipeline serve --run $(RUN) $(ARGS)
+
+# ONNX models of the backbone and every member of RUN, with a manifest, into BUNDLE (default RUN/onnx).
+export: setup
+	$(PY) -m pipeline export $(RUN) $(BUNDLE) $(ARGS)
 
 # For a user who is online now and offline later: puts torchvision's ImageNet ResNet50 in the torch hub cache.
 weights: setup

@@ -25,6 +25,8 @@ BENCHES = {
     "ray": ("ray_scaling.py", ["--quick"]),
     "soak": ("soak.py", ["--kills", "10"]),
     "memory": ("memory.py", ["--small", "20", "--large", "200"]),
+    "onnx": ("onnx_vs_torch.py", ["--quick"]),
+    "serve_load": ("serve_load.py", ["--quick"]),
 }
 
 

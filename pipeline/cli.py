@@ -23,6 +23,8 @@ COMMANDS = {
     "train-head": "train_head",
     "report": "report",
     "predict": "predict",
+    "export": "export",
+    "serve": "serve",
 }
 
 

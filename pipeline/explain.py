@@ -89,7 +89,8 @@ def explain_video(res: VideoResult, pred, pipe, ensemble: Ensemble, out_dir: Pat
     ax.set_xticks(range(T), [str(int(f)) if f >= 0 else "-" for f in res.frame_index], fontsize=7)
     ax.set_xlabel("sampled frame (index in video; '-' missing)")
     colour = "crimson" if pred.label == "fake" else "seagreen"
-    fig.suptitle(f"{pred.video_id}: {pred.label.upper()}  P(fake)={pred.prob_fake:.3f}  "
+    # Two lines: on one, a long video id (the server's are 32 characters) ran past a 4-frame figure's edge.
+    fig.suptitle(f"{pred.video_id}: {pred.label.upper()}  P(fake)={pred.prob_fake:.3f}\n"
                  f"faces in {res.mask.sum()}/{int((res.frame_index >= 0).sum())} frames  "
                  f"(Grad-CAM for '{pred.label}', ResNet50 layer4)", color=colour, fontsize=11, fontweight="bold")
     path = out_dir / (pred.video_id.replace("/", "__").rsplit(".", 1)[0] + ".png")

@@ -81,8 +81,8 @@ def _weights_arg(prov: dict) -> str:
     raise PipelineError(f"the run's store used weights {name!r}, which predict cannot rebuild")
 
 
-def pipeline_for_run(store_prov: dict, identity: dict, device: str = "auto") -> FramePipeline:
-    """Stage one configured exactly as the run's store was; a changed identity is an error."""
+def stage_one_configs(store_prov: dict, identity: dict, device: str = "auto") -> tuple[FeatureConfig, FaceConfig]:
+    """The stage-one options the run's store was made with (frames, crop, sampling, detector, weights)."""
     if store_prov.get("synthetic"):
         raise PipelineError("this run was trained on a synthetic store (no video preprocessing to repeat)")
     feats = store_prov.get("config", {}).get("features", {})
@@ -99,12 +99,22 @@ def pipeline_for_run(store_prov: dict, identity: dict, device: str = "auto") -> 
     faces = build(FaceConfig, {**{k: v for k, v in (store_prov.get("config", {}).get("faces") or {}).items()
                                   if k in FaceConfig.__dataclass_fields__},
                                **{k: v for k, v in identity["detector"].items() if k in FaceConfig.__dataclass_fields__}})
-    pipe = FramePipeline(cfg, faces)
-    diff = differences(identity, pipe.identity())
+    return cfg, faces
+
+
+def check_identity(identity: dict, pipe: FramePipeline, keys=None) -> FramePipeline:
+    """``pipe`` if its identity is the run's store's (on ``keys``, default all), else a one-line error."""
+    diff = differences(identity, pipe.identity(), keys)
     if diff:
         raise PipelineError(f"preprocessing available now differs from the run's store (run != now: "
                             f"{'; '.join(diff[:3])}); predictions would not be comparable")
     return pipe
+
+
+def pipeline_for_run(store_prov: dict, identity: dict, device: str = "auto") -> FramePipeline:
+    """Stage one configured exactly as the run's store was; a changed identity is an error."""
+    cfg, faces = stage_one_configs(store_prov, identity, device)
+    return check_identity(identity, FramePipeline(cfg, faces))
 
 
 def judge(res: VideoResult, ensemble, seconds: float = 0.0) -> Prediction:
@@ -124,14 +134,15 @@ def judge(res: VideoResult, ensemble, seconds: float = 0.0) -> Prediction:
 
 def predict(targets: Sequence[VideoEntry], engine: LocalEngine, ensemble, cache: StoreWriter | None = None,
             keep: list | None = None, progress: Progress = SILENT) -> Iterable[Prediction]:
-    """Yield one Prediction per target, in order; ``keep`` collects VideoResults (for explanations).
+    """Yield one Prediction per target, in order; ``keep`` collects VideoResults (for explanations);
+    ``progress`` also hears each video's stage (``stages.local_engine.STAGE`` events).
 
     With ``cache``, videos new to that store are appended to it; one it already holds is never written
     again (its committed row stays as it is, as ``features`` does on a rerun)."""
     known = {t.video_id for t in targets if cache is not None and cache.status_of(t.video_id) in ("ok", "no_face")}
     progress.start(TASK, total=len(targets), frames=0)
     t0 = time.perf_counter()
-    for batch in engine.results(targets, keep_crops=keep is not None):
+    for batch in engine.results(targets, keep_crops=keep is not None, progress=progress):
         seconds = (time.perf_counter() - t0) / len(batch)
         t0 = time.perf_counter()
         if cache is not None:

@@ -67,6 +67,8 @@ class RichProgress(Progress):
                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()),
         "epochs": lambda: (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                            TextColumn("epochs {task.fields[status]}"), TimeElapsedColumn()),
+        "files": lambda: (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), TextColumn("{task.fields[status]}")),
     }
 
     def __init__(self, kind: str = "videos", disable: bool = False):

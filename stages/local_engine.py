@@ -7,6 +7,10 @@ past ``max_latency`` seconds (judged from the mean time per video so far), so th
 every few seconds, and every video when videos are slow: a run that lives long enough to finish one video
 keeps it. At most ``decode_workers + prefetch`` decoded videos are held, so memory stays
 flat however large the dataset. ffmpeg runs outside the GIL, so threads are enough to overlap it.
+
+A ``progress`` listener hears where each video is: ``update(STAGE, video_id=..., stage=...)`` with
+``decoding`` (from the decode thread, when its ffmpeg starts), ``detecting`` and ``embedding``; the web
+service shows these per job.
 """
 from __future__ import annotations
 
@@ -21,11 +25,14 @@ from typing import Iterator, Sequence
 import torch
 
 from features.writer import VideoResult
+from pipeline.core.progress import SILENT, Progress
 from pipeline.core.videos import VideoEntry
 from stages.preprocess import FaceStage, FeatureConfig, FramePipeline, Prepared
 from stages.faces import FaceConfig
 
 MAX_LATENCY = 1.0   # seconds a finished-but-unembedded video may wait for its batch to fill
+STAGE = "stage"     # progress key of the per-video events: fields video_id and stage
+DECODING, DETECTING, EMBEDDING = "decoding", "detecting", "embedding"
 
 
 @dataclass(frozen=True)
@@ -55,19 +62,25 @@ def cpu_budget(device: str = "cpu", cores: int | None = None) -> CpuBudget:
     return CpuBudget(cores, max(1, cores // 4), 2, cores if device == "cpu" else max(1, cores // 2))
 
 
-def decode_ahead(stage: FaceStage, entries: Sequence[VideoEntry], workers: int, depth: int) -> Iterator[tuple]:
+def _decode(stage: FaceStage, entry: VideoEntry, progress: Progress):
+    progress.update(STAGE, video_id=entry.video_id, stage=DECODING)
+    return stage.decode(entry.path)
+
+
+def decode_ahead(stage: FaceStage, entries: Sequence[VideoEntry], workers: int, depth: int,
+                 progress: Progress = SILENT) -> Iterator[tuple]:
     """(entry, SampledFrames | MediaError) in input order, ``workers`` ffmpeg processes at once and at most
     ``depth`` videos decoded ahead of the consumer."""
     it = iter(entries)
     ahead = max(1, workers, depth)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="decode") as pool:
-        pending = deque((e, pool.submit(stage.decode, e.path)) for e in islice(it, ahead))
+        pending = deque((e, pool.submit(_decode, stage, e, progress)) for e in islice(it, ahead))
         try:
             while pending:
                 entry, future = pending.popleft()
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append((nxt, pool.submit(stage.decode, nxt.path)))
+                    pending.append((nxt, pool.submit(_decode, stage, nxt, progress)))
                 yield entry, future.result()
         finally:
             for _, future in pending:      # the consumer stopped early: drop what was not started
@@ -107,11 +120,15 @@ class LocalEngine:
     def summary(self) -> dict:
         return {}
 
-    def results(self, todo: Sequence[VideoEntry], keep_crops: bool = False) -> Iterator[list[VideoResult]]:
-        """Finished videos in input order; ``keep_crops`` leaves each one's face crops on ``result.crops``."""
+    def results(self, todo: Sequence[VideoEntry], keep_crops: bool = False,
+                progress: Progress = SILENT) -> Iterator[list[VideoResult]]:
+        """Finished videos in input order; ``keep_crops`` leaves each one's face crops on ``result.crops``;
+        ``progress`` hears each video's stage (module docstring)."""
         batch: list[Prepared] = []
         crops, since, started, seen = 0, 0.0, time.monotonic(), 0
-        for entry, sampled in decode_ahead(self.pipe.stage, todo, self.budget.decode_workers, self.cfg.prefetch):
+        for entry, sampled in decode_ahead(self.pipe.stage, todo, self.budget.decode_workers, self.cfg.prefetch,
+                                           progress):
+            progress.update(STAGE, video_id=entry.video_id, stage=DETECTING)
             prepared = self.pipe.stage.prepare(entry, sampled)
             if keep_crops:
                 prepared.result.crops = prepared.crops
@@ -123,7 +140,12 @@ class LocalEngine:
             crops += 0 if prepared.crops is None else len(prepared.crops)
             per_video = (now - started) / seen
             if crops >= self.cfg.batch_size or now - since + per_video >= self.max_latency:
-                yield self.pipe.embed(batch)
+                yield self._embed(batch, progress)
                 batch, crops = [], 0
         if batch:
-            yield self.pipe.embed(batch)
+            yield self._embed(batch, progress)
+
+    def _embed(self, batch: list[Prepared], progress: Progress) -> list[VideoResult]:
+        for p in batch:
+            progress.update(STAGE, video_id=p.result.video_id, stage=EMBEDDING)
+        return self.pipe.embed(batch)

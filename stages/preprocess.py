@@ -145,11 +145,14 @@ class FaceStage:
 
 
 class FramePipeline:
-    """Stage one in one process: a ``FaceStage`` and an ``Embedder``, loaded once, on one device."""
+    """Stage one in one process: a ``FaceStage`` and an ``Embedder``, loaded once, on one device.
 
-    def __init__(self, cfg: FeatureConfig, faces: FaceConfig):
+    ``embedder`` replaces the torch ``Embedder`` with another backbone engine of the same interface
+    (``embed``, ``device``, ``weights``, ``numerics``, ``describe``): ``predict --runtime onnx`` passes one."""
+
+    def __init__(self, cfg: FeatureConfig, faces: FaceConfig, embedder=None):
         self.cfg, self.faces = cfg, faces
-        self.embedder = Embedder(cfg.weights, cfg.device, cfg.precision, cfg.batch_size, cfg.crop)
+        self.embedder = embedder or Embedder(cfg.weights, cfg.device, cfg.precision, cfg.batch_size, cfg.crop)
         self.stage = FaceStage(cfg, faces, device=str(self.embedder.device))
 
     def identity(self) -> dict:

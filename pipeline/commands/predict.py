@@ -12,7 +12,11 @@ HELP = "judge a video, several, or a folder with a trained run (same preprocessi
 
 def configure(parser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="video file(s) or folder(s)")
-    parser.add_argument("--run", default="runs/latest", help="training run folder (default runs/latest)")
+    parser.add_argument("--run", default="runs/latest", help="training run folder (default runs/latest), or "
+                                                             "with --runtime onnx the bundle `export` wrote")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                        help="where the backbone and heads run: torch (default) or onnxruntime (face "
+                             "detection stays in torch; --run is then an ONNX bundle)")
     parser.add_argument("--json", action="store_true", help="print one JSON document with every result")
     parser.add_argument("--csv", action="store_true", help="print CSV rows (video_id, prob_fake, ...)")
     parser.add_argument("--explain", metavar="OUT", help="write a PNG per video: crops with Grad-CAM, "
@@ -65,8 +69,15 @@ def main(args) -> int:
     from stages.local_engine import LocalEngine
 
     run_dir = Path(args.run)
-    ensemble = load_run(run_dir, device=resolve_device(args.device))   # one-line error if not a finished run
-    pipe = pipeline_for_run(ensemble.store, trained_identity(ensemble.info), args.device)
+    if args.runtime == "onnx":
+        from pipeline.bundle import load_bundle
+        if args.explain or args.cache:
+            raise PipelineError("--explain (Grad-CAM needs torch's gradients) and --cache (a store of torch "
+                                "features) need --runtime torch")
+        pipe, ensemble = load_bundle(run_dir, args.device)
+    else:
+        ensemble = load_run(run_dir, device=resolve_device(args.device))   # one-line error if not a finished run
+        pipe = pipeline_for_run(ensemble.store, trained_identity(ensemble.info), args.device)
     engine = LocalEngine(pipe.cfg, pipe.faces, pipe=pipe)
     targets = find_videos(args.paths)
     if not targets:
