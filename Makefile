@@ -16,7 +16,7 @@ VIDEOS ?= 48
 ARGS ?=
 DEMO ?= demo
 
-.PHONY: setup test sample features inspect train-ensemble train-head report predict weights demo bench clean distclean
+.PHONY: setup test sample features inspect train-ensemble train-head report evaluate predict weights demo bench clean distclean
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ train-head: setup
 
 report: setup
 	$(PY) -m pipeline report $(RUN) $(ARGS)
+
+# Score another store (same stage-one settings, or a --perturb copy) with RUN; `make report` then covers it.
+evaluate: setup
+	$(PY) -m pipeline evaluate $(RUN) --store $(STORE) $(ARGS)
 
 predict: setup
 	@test -n "$(VIDEO)" || { echo "usage: make predict VIDEO=path [RUN=...]"; exit 2; }
