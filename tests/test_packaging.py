@@ -8,7 +8,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("sample", "faces", "features", "inspect", "train-ensemble", "train-head", "report", "predict")
+COMMANDS = ("sample", "faces", "features", "inspect", "train-ensemble", "train-head", "report", "predict",
+            "evaluate")
 
 
 def _pip_deps_from_environment_yml() -> list[str]:

@@ -167,3 +167,11 @@ def test_a_perturbed_store_records_the_perturbation(perturbed_store, sample_stor
         a, _ = st.load(ids)
         b, _ = clean.load(ids)
         assert not np.array_equal(a, b)                              # the features saw degraded frames
+
+
+def test_inspect_shows_what_was_done_to_the_frames(perturbed_store, sample_store):
+    from tests.conftest import cli
+    row = lambda store: next(ln for ln in cli("inspect", str(store)).stdout.splitlines()   # noqa: E731
+                             if "perturbation" in ln)
+    assert "jpeg:3: JPEG quality 15 (level 3 of 5, ImageNet-C" in row(perturbed_store)
+    assert row(sample_store).split("perturbation", 1)[1].strip(" │|").strip() == "none"
