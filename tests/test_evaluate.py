@@ -39,7 +39,8 @@ def evaluated(trained_run, second_store, perturbed_store, tmp_path_factory) -> d
 
 @pytest.fixture(scope="module")
 def reported(evaluated) -> dict:
-    res = cli("report", str(evaluated["run"]), "--bootstrap", "200")
+    # COLUMNS=80 as many CI runners set it: output that is not a terminal must still not be cut at 80
+    res = cli("report", str(evaluated["run"]), "--bootstrap", "200", env={"COLUMNS": "80"})
     return {**evaluated, "stdout": res.stdout,
             "metrics": json.loads((evaluated["run"] / "metrics.json").read_text())}
 
@@ -163,6 +164,7 @@ def test_terminal_output_stays_whole_in_a_pipe(reported):
         assert any(ln.split()[:1] == [model] for ln in lines), model
     verdicts = [ln for ln in lines if ln.startswith("  - ")]
     assert len(verdicts) == 6 and all("Wilcoxon" in ln for ln in verdicts)
+    assert any(len(ln) > 80 for ln in lines)                          # laid out wider than COLUMNS
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")

@@ -93,9 +93,9 @@ def compose(c: Content) -> list[r.Block]:
     blocks = first_screen(c)
     blocks += [r.Banner(w, "warning") for w in reader_warnings(ev, f"{ev.data.split} split")]
     blocks += [r.Banner(n, "note") for n in c.notes]
-    blocks += sections.cross_dataset_blocks(c, _image(c, "robustness"))
+    blocks += sections.cross_dataset_blocks(c, _image(c, "robustness", "robustness"))
     blocks += sections.frame_blocks(c.primary, FRAME_LEVEL)
-    blocks += sections.comparison_blocks(ev, c.primary.pairs, c.seeds, _image(c, "pairwise"))
+    blocks += sections.comparison_blocks(ev, c.primary.pairs, c.seeds, _image(c, "pairwise", "pairwise"))
     blocks += sections.set_blocks(c.sets, c.alpha)
     blocks += sections.run_comparison_blocks(c.run_pairs, c.compared)
     blocks += sections.figure_blocks([i for i in (_image(c, k) for k in sections.MORE_FIGURES) if i is not None])
