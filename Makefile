@@ -17,7 +17,7 @@ ARGS ?=
 DEMO ?= demo
 BUNDLE ?= $(RUN)/onnx
 
-.PHONY: setup test sample features inspect train-ensemble train-head report predict serve export weights demo bench soak clean distclean
+.PHONY: setup test sample features inspect train-ensemble train-head report evaluate predict serve export weights demo bench soak clean distclean
 
 setup: $(STAMP)
 
@@ -54,6 +54,10 @@ train-head: setup
 
 report: setup
 	$(PY) -m pipeline report $(RUN) $(ARGS)
+
+# Score another store (same stage-one settings, or a --perturb copy) with RUN; `make report` then covers it.
+evaluate: setup
+	$(PY) -m pipeline evaluate $(RUN) --store $(STORE) $(ARGS)
 
 predict: setup
 	@test -n "$(VIDEO)" || { echo "usage: make predict VIDEO=path [RUN=...]"; exit 2; }

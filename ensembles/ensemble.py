@@ -128,6 +128,17 @@ class Member(nn.Module):
         mask = mask.bool()
         return self.head.attention(self._standardise(x, mask), mask)   # (B, T)
 
+    @property
+    def scores_frames(self) -> bool:
+        return hasattr(self.head, "frame_logits")
+
+    def frame_logits(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """Per-frame logits (B, T, 2) of heads that score frames (``meanpool``, ``framelinear``), else None."""
+        if not self.scores_frames:
+            return None
+        mask = mask.bool()
+        return self.head.frame_logits(self._standardise(x, mask), mask)   # (B, T, 2)
+
 
 def build_member(spec: MemberSpec, dim: int) -> Member:
     return Member(create_head(spec.head, in_dim=dim, **spec.options), dim)
@@ -135,29 +146,32 @@ def build_member(spec: MemberSpec, dim: int) -> Member:
 
 @torch.no_grad()
 def member_outputs(member: Member, features, mask, device: torch.device | str = "cpu", batch_size: int = 256,
-                   attention: bool = False) -> torch.Tensor:
-    """Logits (N, 2) on the CPU, or attention weights (N, T) with ``attention``.
+                   attention: bool = False, frames: bool = False) -> torch.Tensor:
+    """Logits (N, 2) on the CPU; attention weights (N, T) with ``attention``; per-frame logits (N, T, 2)
+    with ``frames`` (NaN on masked frames, which have no score).
 
     Videos without a valid frame are never run through the model: their logits are 0 (probability 0.5).
     """
     features = torch.as_tensor(np.asarray(features)) if not torch.is_tensor(features) else features
     mask = torch.as_tensor(np.asarray(mask, dtype=bool)) if not torch.is_tensor(mask) else mask.bool()
     n, t = mask.shape
-    out = torch.zeros((n, t) if attention else (n, 2), dtype=torch.float32)
+    out = torch.zeros((n, t) if attention else (n, t, 2) if frames else (n, 2), dtype=torch.float32)
     rows = torch.nonzero(mask.any(1)).squeeze(1)                  # videos with at least one face
     member.eval()
     for start in range(0, len(rows), batch_size):
         idx = rows[start:start + batch_size]
         x = features[idx].to(device, non_blocking=True)           # (b, T, D) raw store features
         m = mask[idx].to(device)
-        res = member.attention(x, m) if attention else member(x, m)
+        res = member.attention(x, m) if attention else member.frame_logits(x, m) if frames else member(x, m)
         out[idx] = res.float().cpu()
+    if frames:
+        out[~mask] = float("nan")
     return out
 
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:
-    """(N, 2) logits -> (N,) probability of fake, float64."""
-    return logits.double().softmax(-1)[:, 1].numpy()
+    """(N, 2) logits -> (N,) probability of fake, float64; (N, T, 2) frame logits -> (N, T) (NaN stays NaN)."""
+    return logits.double().softmax(-1)[..., 1].numpy()
 
 
 class Ensemble:
@@ -187,6 +201,12 @@ class Ensemble:
         """{member: per-frame attention weights (N, T)} for members with an attention head."""
         return {name: member_outputs(m, features, mask, self.device, batch_size, attention=True).numpy()
                 for name, m in self.members.items() if hasattr(m.head, "attention")}
+
+    def frames(self, features, mask, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """{member: per-frame prob_fake (N, T), NaN on masked frames} for members whose heads score frames.
+        The ensemble has no frame-level score: most of its members judge whole sequences."""
+        return {name: probabilities(member_outputs(m, features, mask, self.device, batch_size, frames=True))
+                for name, m in self.members.items() if m.scores_frames}
 
 
 def load_member(path: str | Path, device: torch.device | str = "cpu") -> tuple[MemberSpec, Member, dict]:

@@ -13,7 +13,9 @@
                                          every member and "ensemble")
     RUN/frames.csv                       video_id,split,label,group,model,frame,prob_fake
     RUN/attention.csv                    video_id,model,frame,weight
-    RUN/evaluations/<set>/               evaluation.json + predictions.csv + frames.csv of another store
+    RUN/evaluations/<set>/               evaluation.json (what was scored: store provenance, videos,
+                                         perturbation), predictions.csv and frames.csv (same columns as
+                                         the run's; split is the store's) of another store (`evaluate`)
     RUN/report.md report.html metrics.json comparisons.csv report_config.json report_files/   (the report)
 
 Every file is written atomically (``pipeline.core.atomic``). Probabilities are written with 17 significant
@@ -26,6 +28,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -45,6 +48,8 @@ ATTENTION_COLUMNS = ("video_id", "model", "frame", "weight")
 EVAL_SPLITS = ("val", "test")
 REPORT_FILES = ("report.md", "report.html", "metrics.json", "comparisons.csv", "report_config.json")
 FIGURES = "report_files"
+EVALUATIONS = "evaluations"
+_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class RunError(PipelineError):
@@ -184,6 +189,18 @@ def with_ensemble(rows: Sequence[Row], members: Sequence[str]) -> list[Row]:
     return out + list(rows)
 
 
+def combined(splits: dict[str, SplitPredictions], name: str) -> SplitPredictions:
+    """The splits of one evaluation set as one aligned table (``split`` becomes ``name``)."""
+    parts = list(splits.values())
+    models = parts[0].models
+    if any(p.models != models for p in parts):
+        raise RunError(f"evaluation {name!r}: the splits were scored by different models")
+    order = np.argsort(np.concatenate([p.video_ids for p in parts]), kind="stable")
+    cat = lambda attr: np.concatenate([getattr(p, attr) for p in parts])[order]   # noqa: E731
+    return SplitPredictions(name, cat("video_ids"), cat("labels"), cat("groups"), cat("no_face"), models,
+                            np.concatenate([p.probs for p in parts], axis=1)[:, order])
+
+
 def thresholds_from(split: SplitPredictions | None) -> dict[str, dict]:
     """Every model's threshold on validation predictions, by the one rule of ``ensembles.decision``."""
     if split is None:
@@ -224,7 +241,9 @@ class RunFolder:
         return self.member_dir(name) / f"{which}.pt"
 
     def evaluation_dir(self, name: str) -> Path:
-        return self.path / "evaluations" / name
+        if not _SET_NAME.match(name):
+            raise RunError(f"evaluation set name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+        return self.path / EVALUATIONS / name
 
     def report_file(self, name: str) -> Path:
         if name not in REPORT_FILES and not name.startswith(FIGURES + "/"):
@@ -314,7 +333,8 @@ class RunFolder:
 
     # evaluations of other stores
     def evaluations(self) -> list[str]:
-        root = self.path / "evaluations"
+        """Names of the finished evaluation sets (evaluation.json is written last)."""
+        root = self.path / EVALUATIONS
         return sorted(p.name for p in root.iterdir() if (p / "evaluation.json").is_file()) if root.is_dir() else []
 
     def write_evaluation(self, name: str, meta: dict, rows: Sequence[Row], frames: Sequence[tuple] = ()) -> Path:
@@ -333,6 +353,9 @@ class RunFolder:
         except (OSError, json.JSONDecodeError) as exc:
             raise RunError(f"evaluation {name!r} of {self.path} is unreadable: {exc}") from exc
         return meta, align(read_rows(folder / "predictions.csv"), model_order, folder / "predictions.csv")
+
+    def evaluation_frames(self, name: str) -> list[dict[str, str]]:
+        return self.read_frames(self.evaluation_dir(name))
 
     # report files
     def write_report_text(self, name: str, text: str) -> Path:
@@ -353,6 +376,13 @@ def trained_identity(record: dict) -> dict:
 def store_differences(info: dict, identity: dict) -> list[str]:
     """How a store's identity differs from the one the run was trained on (``differences``' lines)."""
     return differences(trained_identity(info), identity)
+
+
+def evaluation_differences(info: dict, identity: dict) -> list[str]:
+    """``store_differences`` except the perturbation: a degraded copy of a comparable store is what a
+    robustness test scores, so only its ``perturb`` may differ from the run's store."""
+    keep = lambda ident: {k: v for k, v in ident.items() if k != "perturb"}   # noqa: E731
+    return differences(keep(trained_identity(info)), keep(identity))
 
 
 def check_store(info: dict, identity: dict, fingerprint: str | None, run: Path, store: str = "") -> None:

@@ -23,6 +23,7 @@ COMMANDS = {
     "train-head": "train_head",
     "report": "report",
     "predict": "predict",
+    "evaluate": "evaluate",
     "export": "export",
     "serve": "serve",
 }

@@ -36,6 +36,14 @@ def cell(value: object, style: str = "") -> Text:
     return Text(str(value), style=style)
 
 
+def prose(console: Console, text: object, style: str = "") -> None:
+    """A sentence for people: wrapped at words on a terminal; one unbroken line in a file or a pipe, where
+    the viewer (a CI log, an editor) does its own wrapping and a hard break would split a number from its
+    interval."""
+    console.print(text if isinstance(text, Text) else cell(text, style), highlight=False,
+                  soft_wrap=not console.is_terminal)
+
+
 def line(*parts: object) -> Text:
     """A line made of plain-text parts and ``(text, style)`` pairs: data is never read as markup."""
     text = Text()

@@ -9,7 +9,7 @@ saw. ``store_identity`` is what must match between a store and its users.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from pipeline.core.config import ConfigError, identity_of, to_dict
 from pipeline.core.config import field as cfg_field
 from pipeline.core.versions import package_versions
 from pipeline.core.videos import VideoEntry
+from stages import perturb
 from stages.backbone import FEATURE_DIM, Embedder, WeightsInfo
 from stages.decode import SCHEMES, FramePool, SampledFrames, sample_frames
 from stages.faces import FaceConfig, FaceDetector, crop_faces, select_subject
@@ -44,12 +45,17 @@ class FeatureConfig:
                                choices=("auto", "probe", "fp32", "bf16", "fp16"), identity=False)
     batch_size: int = cfg_field(64, "face crops per backbone batch", identity=False)
     prefetch: int = cfg_field(2, "videos decoded ahead of the backbone (bounds memory)", identity=False)
+    perturb: str = cfg_field("", "degrade the decoded frames before detection, for robustness tests: KIND:LEVEL "
+                             "with KIND jpeg|h264|blur|noise|resize|contrast|saturation, LEVEL 1-5 "
+                             "(DeeperForensics-1.0 levels; see stages/perturb.py)", omit_default=True)
 
     def validate(self) -> None:
         if self.frames < 1 or self.crop < 32 or self.batch_size < 1 or self.prefetch < 1:
             raise ConfigError("frames >= 1, crop >= 32, batch_size >= 1 and prefetch >= 1 are required")
         if self.sampling not in SCHEMES:
             raise ConfigError(f"sampling must be one of {', '.join(SCHEMES)}, got {self.sampling!r}")
+        if self.perturb:
+            perturb.parse(self.perturb)
 
 
 @dataclass
@@ -90,6 +96,7 @@ class FaceStage:
         self.detector = FaceDetector(faces, device=device)
         self.pool = FramePool()
         self.ffmpeg_threads = 0          # ffmpeg's own choice; an engine sharing the cores sets it
+        self.perturbation = perturb.parse(cfg.perturb) if cfg.perturb else None
 
     def decode(self, path: str) -> SampledFrames | MediaError:
         """The one place a path becomes decoded frames, or the reason it cannot."""
@@ -115,6 +122,8 @@ class FaceStage:
         return self.prepare(entry, self.decode(entry.path))
 
     def _prepare(self, res: VideoResult, sampled: SampledFrames) -> Prepared:
+        if self.perturbation is not None:      # a degraded copy of the video, before anything looks at it
+            sampled = replace(sampled, frames=self.perturbation.apply(sampled.frames, res.video_id))
         T = self.cfg.frames
         k = len(sampled.indices)
         res.frame_index = np.full(T, -1, np.int32)
@@ -165,6 +174,8 @@ class FramePipeline:
                "versions": {**package_versions("torch", "torchvision", "h5py", "numpy", "ffmpeg-python", "mtcnn"),
                             "ffmpeg": ffmpeg_version()},
                "config": {"features": to_dict(self.cfg)}}
+        if self.stage.perturbation is not None:
+            out["perturbation"] = self.stage.perturbation.describe()
         if w.random:
             out["warning"] = ("RANDOM BACKBONE WEIGHTS: these features come from a randomly initialised "
                               "ResNet50, not ImageNet; results are for testing the pipeline only")

@@ -165,12 +165,13 @@ def train_one_epoch(model: Member, split: SplitData, batch_list: list[np.ndarray
 
 
 def split_outputs(model: Member, split: SplitData, device: torch.device, batch_size: int,
-                  attention: bool = False) -> torch.Tensor:
-    """Logits (N, 2) (or attention (N, T)) for every video of a split, reading it block by block."""
+                  attention: bool = False, frames: bool = False) -> torch.Tensor:
+    """Logits (N, 2) (or attention (N, T), or frame logits (N, T, 2)) for every video of a split, reading it
+    block by block."""
     outs = []
     for start in range(0, len(split), batch_size):
         x, mask = split.fetch(np.arange(start, min(start + batch_size, len(split))))
-        outs.append(member_outputs(model, x, mask, device, batch_size, attention=attention))
+        outs.append(member_outputs(model, x, mask, device, batch_size, attention=attention, frames=frames))
     return torch.cat(outs) if outs else torch.zeros((0, 2))
 
 

@@ -42,9 +42,9 @@ def now() -> str:
 
 
 def _member_outputs(result: MemberResult, data: TrainingData, cfg: TrainConfig, run: RunFolder) -> None:
-    """members/<name>/predictions.csv (and attention.csv) on val and test, from the best weights."""
+    """members/<name>/predictions.csv (and attention.csv, frames.csv) on val and test, from the best weights."""
     device = resolve_device(cfg.device)
-    name, rows, attention = result.spec.name, [], []
+    name, rows, attention, frames = result.spec.name, [], [], []
     has_attention = hasattr(result.model.head, "attention")
     for split in EVAL_SPLITS:
         d = data.splits[split]
@@ -57,7 +57,11 @@ def _member_outputs(result: MemberResult, data: TrainingData, cfg: TrainConfig, 
             weights = split_outputs(result.model, d, device, cfg.eval_batch_size, attention=True).numpy()
             attention += [(vid, name, t, float(w)) for i, vid in enumerate(d.video_ids)
                           for t, w in enumerate(weights[i])]
-    run.write_member_outputs(name, rows, attention=attention)
+        if result.model.scores_frames:           # frame-level scores: one row per frame with a face
+            per_frame = probabilities(split_outputs(result.model, d, device, cfg.eval_batch_size, frames=True))
+            frames += [(vid, split, int(d.labels[i]), d.groups[i], name, t, float(p))
+                       for i, vid in enumerate(d.video_ids) for t, p in enumerate(per_frame[i]) if not np.isnan(p)]
+    run.write_member_outputs(name, rows, frames=frames, attention=attention)
 
 
 def _train(spec: MemberSpec, data: TrainingData, stats, cfg: TrainConfig, run: RunFolder, resume: bool,

@@ -53,13 +53,39 @@ seed = 2
 
 
 @pytest.fixture(scope="session")
-def trained_run(sample_dataset, tmp_path_factory) -> dict:
-    """A store of the sample dataset and a small trained ensemble on it (what the demo does, smaller)."""
-    base = tmp_path_factory.mktemp("run")
-    store, run = base / "f.h5", base / "run"
+def sample_store(sample_dataset, tmp_path_factory) -> Path:
+    """The sample dataset's feature store (what ``trained_run`` trains on)."""
+    store = tmp_path_factory.mktemp("store") / "f.h5"
     # 112 px crops: ResNet50's last block is then 4x4, enough for a Grad-CAM map with a place in it
     cli("features", str(sample_dataset), "--store", str(store), *FAST, "--crop", "112")
+    return store
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_dataset, sample_store, tmp_path_factory) -> dict:
+    """A store of the sample dataset and a small trained ensemble on it (what the demo does, smaller)."""
+    base = tmp_path_factory.mktemp("run")
+    store, run = sample_store, base / "run"
     config = base / "ensemble.toml"
     config.write_text(SMALL_ENSEMBLE)
     cli("train-ensemble", "--store", str(store), "--run", str(run), "--config", str(config))
     return {"store": store, "run": run, "data": sample_dataset}
+
+
+@pytest.fixture(scope="session")
+def second_store(tmp_path_factory) -> dict:
+    """Another dataset (the sample generator with another seed) extracted like ``trained_run``'s store."""
+    from pipeline.sample import SampleConfig, run
+    base = tmp_path_factory.mktemp("second")
+    data, store = base / "data", base / "seed1.h5"
+    run(SampleConfig(out=str(data), videos=8, seed=1, frames=12))
+    cli("features", str(data), "--store", str(store), *FAST, "--crop", "112")
+    return {"store": store, "data": data}
+
+
+@pytest.fixture(scope="session")
+def perturbed_store(sample_dataset, tmp_path_factory) -> Path:
+    """A perturbed copy of ``trained_run``'s store: the same videos, JPEG quality 15 (level 3) before detection."""
+    store = tmp_path_factory.mktemp("perturbed") / "jpeg3.h5"
+    cli("features", str(sample_dataset), "--store", str(store), *FAST, "--crop", "112", "--perturb", "jpeg:3")
+    return store

@@ -44,6 +44,8 @@ def test_train_head_adds_a_member_to_an_existing_run(trained_run, tmp_path):
     ("train-ensemble STORE=s.h5 RUN=r", "-m pipeline train-ensemble --store s.h5 --run r"),
     ("train-head HEAD=gru STORE=s.h5 RUN=r", "-m pipeline train-head gru --store s.h5 --run r"),
     ("report RUN=r", "-m pipeline report r"),
+    ("evaluate RUN=r STORE=other.h5", "-m pipeline evaluate r --store other.h5"),
+    ("evaluate RUN=r STORE=o.h5 ARGS=--split=test", "-m pipeline evaluate r --store o.h5 --split=test"),
     ("predict VIDEO=v.mp4 RUN=r", "-m pipeline predict v.mp4 --run r"),
     ("sample DATA=out VIDEOS=6", "-m pipeline sample out --videos 6"),
 ])

@@ -43,7 +43,7 @@ def batch(seed: int = 0):
 
 
 def test_the_issue_heads_are_registered():
-    assert {"lstm", "gru", "bilstm-attn", "bigru-attn", "meanpool"} <= set(HEADS)
+    assert {"lstm", "gru", "bilstm-attn", "bigru-attn", "meanpool", "framelinear"} <= set(HEADS)
 
 
 @pytest.mark.parametrize("name", HEADS)
@@ -113,6 +113,30 @@ def test_attention_weights_cover_valid_frames_only(name):
     assert w.shape == (5, T)
     assert torch.all(w[~mask] == 0) and torch.all(w >= 0)
     assert torch.allclose(w[:4].sum(-1), torch.ones(4), atol=1e-6) and w[4].sum() == 0
+
+
+@pytest.mark.parametrize("name", [h for h in HEADS if hasattr(small(h), "frame_logits")])
+def test_frame_scores_are_the_heads_own_and_ignore_masked_frames(name):
+    """Frame logits (B, T, 2): 0 on masked frames whatever they hold, and the video score is their pool:
+    meanpool's logits are the mean of its frames' logits, framelinear's probability the mean of its frames'."""
+    torch.manual_seed(0)
+    head = small(name).eval()
+    x, mask = batch()
+    junk = x.clone()
+    junk[~mask] = float("nan")
+    with torch.no_grad():
+        frames = head.frame_logits(junk, mask)
+        video = head(junk, mask)
+    assert frames.shape == (5, T, 2) and torch.isfinite(frames).all()
+    assert torch.all(frames[~mask] == 0)
+    n = mask.sum(1, keepdim=True).clamp_min(1)
+    if name == "meanpool":
+        pooled = frames.sum(1) / n                                      # (B, 2) mean of valid frames' logits
+        assert torch.allclose(pooled[:4], video[:4], atol=1e-5)
+    else:
+        pooled = (frames.softmax(-1) * mask[..., None]).sum(1) / n      # (B, 2) mean of frame probabilities
+        assert torch.allclose(pooled[:4], video[:4].softmax(-1), atol=1e-5)
+    assert {"meanpool", "framelinear"} <= {h for h in HEADS if hasattr(small(h), "frame_logits")}
 
 
 def test_member_standardises_inside_and_ignores_nan_padding():

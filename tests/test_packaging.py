@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ("sample", "faces", "features", "inspect", "train-ensemble", "train-head", "report", "predict",
-            "export", "serve")
+            "evaluate", "export", "serve")
 
 
 def _pip_deps_from_environment_yml() -> list[str]:

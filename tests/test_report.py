@@ -98,8 +98,8 @@ def test_report_writes_every_output(demo_run):
                  "report_config.json"):
         assert (demo_run / name).is_file(), name
     pngs = sorted(p.name for p in (demo_run / "report_files").glob("*.png"))
-    assert pngs == ["calibration.png", "confusion.png", "roc_pr.png", "score_histograms.png",
-                    "training_curves.png"]
+    assert pngs == ["calibration.png", "confusion.png", "pairwise.png", "roc.png", "roc_pr.png",
+                    "score_histograms.png", "training_curves.png"]     # no evaluation sets: no matrix, no robustness
 
 
 def test_report_opens_with_verdict_and_random_weights_banner(demo_run):
@@ -108,7 +108,8 @@ def test_report_opens_with_verdict_and_random_weights_banner(demo_run):
     assert "RANDOM BACKBONE WEIGHTS" in top
     assert re.search(r"Best on test ROC AUC \(video-level\): \w+, AUC 0\.\d{3} \[95% CI", top)
     assert "after Holm" in top
-    assert md.index("## Provenance") < md.index("## Metrics")
+    # The answer first: provenance moved below the results, into a collapsible section (HTML <details>).
+    assert md.index("## Comparisons") < md.index("## Metrics") < md.index("## Provenance")
     assert "frame-level: not available for these heads" in md
     for field in ("schema version", "frames per video (T)", "face crop (px)", "face detector", "mtcnn",
                   "weights sha256", "python -m pipeline train-ensemble", "python -m pipeline report",
@@ -175,7 +176,7 @@ def test_seed_test_warns_that_two_seeds_cannot_reach_significance(demo_run):
 def test_html_is_self_contained_with_every_image_embedded(demo_run):
     page = (demo_run / "report.html").read_text()
     srcs = re.findall(r'<img src="([^"]+)"', page)
-    assert len(srcs) == 5
+    assert len(srcs) == 7
     assert all(s.startswith("data:image/png;base64,") and len(s) > 5000 for s in srcs)
     assert "http://" not in page and "https://" not in page
     assert 'class="banner danger"' in page
@@ -308,9 +309,27 @@ def test_html_renders_in_headless_chromium_with_every_image(demo_run, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     found = re.search(r'data-images="(\d+):(\d+)"', out.stdout)
     assert found, "the page did not finish loading"
-    assert found.group(1) == found.group(2) == "5"
+    assert found.group(1) == found.group(2) == "7"
     shot = tmp_path / "report.png"
     out = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400",
                           (demo_run / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and shot.stat().st_size > 20_000, out.stderr[-2000:]
 
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_first_1000_pixels_show_the_headline_the_compact_table_and_the_roc(demo_run, tmp_path):
+    """The answer first: in a 1280x1000 window the headline, the compact table and the ROC figure are all in
+    view before any scrolling, and the provenance is not (it is collapsed further down)."""
+    from tests.browser import positions
+    pos = positions(demo_run / "report.html", ["headline", "summary", "roc"], tmp_path)
+    for element in ("headline", "summary", "roc"):
+        assert element in pos, element
+        assert 0 <= pos[element][0] < pos[element][1] <= 1000, (element, pos[element])
+    assert pos["_images"][0] == pos["_images"][1] == 7
+    html = (demo_run / "report.html").read_text()
+    table = html[html.index('<table id="summary"'):html.index("</table>", html.index('<table id="summary"'))]
+    assert table.count("<tr>") == 1 + 6                         # header + every model
+    for header in ("video AUC", "video AP", "video EER", "video accuracy @val threshold"):
+        assert header in table
+    assert html.index("<summary>Provenance</summary>") > html.index('id="roc"')

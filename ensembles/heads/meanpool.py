@@ -23,3 +23,10 @@ class MeanPool(Head):
 
     def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(pooled))             # (B, 2)
+
+    def frame_logits(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, 2) of each frame alone (0 on masked frames). The classifier is linear, so a video's
+        logits are exactly the mean of its valid frames' logits: the frame scores are the model's own."""
+        keep = mask.bool().unsqueeze(-1)                                       # (B, T, 1)
+        logits = self.fc(torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device)))   # (B, T, 2)
+        return torch.where(keep, logits, torch.zeros((), dtype=logits.dtype, device=logits.device))

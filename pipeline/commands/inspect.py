@@ -12,6 +12,14 @@ def configure(parser) -> None:
     parser.add_argument("--failures", type=int, default=20, help="list up to N failed videos (default 20)")
 
 
+def _perturbation(prov: dict) -> str:
+    """What `features --perturb` did to the frames, or "none" for an unperturbed store."""
+    p = prov.get("perturbation")
+    if not p:
+        return prov.get("perturb") or "none"
+    return f"{p['name']}: {p['parameter']} {p['value']} (level {p['level']} of 5, {p['source']})"
+
+
 def main(args) -> int:
     from rich.panel import Panel
 
@@ -43,6 +51,7 @@ def main(args) -> int:
                  ("frames (T)", prov.get("frames")), ("crop", prov.get("crop")), ("margin", prov.get("margin")),
                  ("detector", ", ".join(f"{k}={v}" for k, v in det.items()) if isinstance(det, dict) else det),
                  ("sampling", prov.get("sampling")),
+                 ("perturbation", _perturbation(prov)),
                  ("engine", ", ".join(f"{k}={v}" for k, v in engine.items() if k not in ("probe", "choice"))),
                  ("created", prov.get("created")), ("manifest sha256", str(prov.get("manifest_sha256", ""))[:16]),
                  ("versions", ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items()))]

@@ -1,12 +1,22 @@
-"""A training run as the report sees it: run.json, the aligned predictions per split and the histories,
-all read through ``ensembles.run_folder`` (the one reader of a run's files)."""
+"""A training run as the report sees it: run.json, the aligned predictions per split, the histories, the
+per-frame scores and every evaluation set (``evaluate``), all read through ``ensembles.run_folder`` (the one
+reader of a run's files)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 from ensembles.ensemble import ENSEMBLE
-from ensembles.run_folder import RunError, RunFolder, SplitPredictions
+from ensembles.run_folder import RunError, RunFolder, SplitPredictions, combined
+
+
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """One RUN/evaluations/<name>/: what was scored and the scores."""
+    name: str
+    meta: dict                              # evaluation.json
+    data: SplitPredictions                  # every scored video (the store's splits together)
+    frames: tuple[dict, ...]                # frames.csv rows (heads that score frames)
 
 
 @dataclass(frozen=True)
@@ -17,6 +27,8 @@ class RunData:
     splits: dict[str, SplitPredictions]     # "val", "test" (whichever are present)
     histories: dict[str, dict]              # member -> column -> (epochs,)
     notes: tuple[str, ...]                  # things the reader should know (missing histories, ...)
+    frames: tuple[dict, ...] = ()           # RUN/frames.csv rows (val and test)
+    evaluations: tuple[EvaluationFiles, ...] = ()
 
     @property
     def members(self) -> list[dict]:
@@ -25,6 +37,21 @@ class RunData:
     @property
     def folder(self) -> RunFolder:
         return RunFolder(self.run_dir)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+def load_evaluations(folder: RunFolder, order: list[str]) -> tuple[list[EvaluationFiles], list[str]]:
+    out, notes = [], []
+    for name in folder.evaluations():
+        try:
+            meta, splits = folder.read_evaluation(name, order)
+            out.append(EvaluationFiles(name, meta, combined(splits, name), tuple(folder.evaluation_frames(name))))
+        except RunError as exc:
+            notes.append(f"evaluation {name!r} left out: {exc}")
+    return out, notes
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -44,4 +71,6 @@ def load_run(run_dir: str | Path) -> RunData:
             notes.append(f"member {name}: no history.csv, so no training curves")
         except (ValueError, KeyError) as exc:
             notes.append(f"member {name}: history.csv unreadable ({exc})")
-    return RunData(folder.path, info, folder.predictions, splits, histories, tuple(notes))
+    evaluations, more = load_evaluations(folder, [ENSEMBLE, *members])
+    return RunData(folder.path, info, folder.predictions, splits, histories, tuple(notes + more),
+                   tuple(folder.read_frames()), tuple(evaluations))

@@ -1,6 +1,7 @@
 """Per-model metrics on one split, with group-bootstrap confidence intervals.
 
-All metrics here are **video-level**: one score per video (the heads pool frames inside the model). A video
+All metrics here are **video-level**: one score per video (``pipeline.report.frames`` has the frame-level
+ones, for heads that score frames). A video
 is called fake when ``prob_fake >= threshold``; two thresholds are reported: 0.5, and one chosen on the
 validation split by the one rule of ``ensembles.decision`` (Youden's J on validation videos with a face),
 the threshold training stored in run.json for every model, which is what ``predict`` uses).
@@ -140,6 +141,13 @@ class Evaluation:
 def evaluate(run: RunData, split: str, n_boot: int, seed: int, alpha: float) -> Evaluation:
     data = run.splits[split]
     thresholds, source, notes = choose_thresholds(run, data.models)
+    return evaluate_split(data, thresholds, source, n_boot, seed, alpha, notes)
+
+
+def evaluate_split(data: SplitPredictions, thresholds: dict, source: dict, n_boot: int, seed: int, alpha: float,
+                   notes=()) -> Evaluation:
+    """Every metric of every model on one set of videos, with group-bootstrap samples for the intervals.
+    ``thresholds`` are the run's own (chosen on its validation split), whatever set is measured."""
     y = data.labels.astype(np.float64)
     point = np.vstack([stat_vector(y, data.probs[k], thresholds[m]) for k, m in enumerate(data.models)])
 

@@ -14,7 +14,7 @@ from ensembles import compare
 from pipeline.report.load import RunData
 from pipeline.report.metrics import Evaluation, per_video_log_loss
 
-COLUMNS = ("model_a", "model_b", "split", "level", "n_videos",
+COLUMNS = ("set", "model_a", "model_b", "split", "level", "n_videos",
            "auc_a", "auc_b", "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high",
            "delong_se", "delong_z", "delong_p", "delong_p_holm",
            "accuracy_a", "accuracy_b", "accuracy_diff", "accuracy_diff_ci_low", "accuracy_diff_ci_high",

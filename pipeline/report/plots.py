@@ -96,6 +96,114 @@ def roc_pr(ev: Evaluation) -> Figure | None:
     return fig
 
 
+def roc(ev: Evaluation, where: str) -> Figure | None:
+    """The first screen's ROC: every model on one set, sized to sit beside the cross-dataset matrix."""
+    d = ev.data
+    if d.labels.min() == d.labels.max():
+        return None
+    colour = colours(d.models)
+    fig = Figure(figsize=(5.4, 4.3), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for model in d.models:
+        fpr, tpr, _ = compare.roc_points(d.labels, d.prob(model))
+        ax.plot(fpr, tpr, color=colour[model], **_style(model), label=f"{model} ({ev.value(model, 'roc_auc'):.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+    ax.set(xlabel="false-positive rate (real called fake)", ylabel="true-positive rate (fake caught)",
+           title=f"ROC, {where}, video-level (AUC)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def _annotated_heatmap(ax, values: np.ndarray, text: list[list[str]], cmap: str, vmin: float, vmax: float):
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    for i, row in enumerate(text):
+        for j, label in enumerate(row):
+            if label:
+                v = values[i, j]
+                dark = np.isfinite(v) and abs((v - vmin) / (vmax - vmin) - 0.5) > 0.3
+                ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    return image
+
+
+def cross_dataset(matrix: dict) -> Figure:
+    """Rows: models (of each run), columns: evaluation sets; colour and text: video-level AUC [95% CI]."""
+    cols, rows = matrix["columns"], matrix["rows"]
+    values = np.array([[r["cells"].get(c, {}).get("value", np.nan) for c in cols] for r in rows], dtype=float)
+    text = [[_auc_text(r["cells"].get(c)) for c in cols] for r in rows]
+    fig = Figure(figsize=(min(2.0 + 1.45 * len(cols), 9.0), 1.2 + 0.42 * len(rows)), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    image = _annotated_heatmap(ax, values, text, "RdYlGn", 0.3, 1.0)
+    many = len(cols) > 3
+    ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=20 if many else 0, ha="right" if many else "center")
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=8)
+    ax.set_title("Cross-dataset: video-level ROC AUC [95% CI]", fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="video AUC")
+    return fig
+
+
+def _auc_text(cell: dict | None) -> str:
+    if not cell or cell.get("value") is None or not np.isfinite(cell["value"]):
+        return "n/a" if cell else ""
+    lo, hi = cell["ci"]
+    ci = "" if lo is None or not np.isfinite(lo) else f"\n[{lo:.2f}, {hi:.2f}]"
+    return f"{cell['value']:.3f}{ci}"
+
+
+def pairwise(ev: Evaluation, rows: list[dict], alpha: float) -> Figure | None:
+    """Every pair on one set: cell (i, j) is AUC(row) - AUC(column), with the Holm-adjusted DeLong p."""
+    if not rows:
+        return None
+    from pipeline.report.pairs import pval, ranked
+    order = ranked(ev)
+    k = len(order)
+    diff, text = np.full((k, k), np.nan), [[""] * k for _ in range(k)]
+    for r in rows:
+        i, j = order.index(r["model_a"]), order.index(r["model_b"])
+        for a, b, sign in ((i, j, 1), (j, i, -1)):
+            diff[a, b] = sign * r["auc_diff"]
+            star = "*" if r["delong_p_holm"] < alpha else ""
+            finite = np.isfinite(r["auc_diff"])
+            text[a][b] = f"{sign * r['auc_diff']:+.3f}{star}\np {pval(r['delong_p_holm'])}" if finite else "n/a"
+    span = max(0.05, float(np.nanmax(np.abs(diff)))) if np.isfinite(diff).any() else 0.05
+    fig = Figure(figsize=(1.6 + 1.05 * k, 1.0 + 0.8 * k), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    image = _annotated_heatmap(ax, diff, text, "RdBu", -span, span)
+    ax.set_xticks(range(k), order, fontsize=8, rotation=30, ha="right")
+    ax.set_yticks(range(k), order, fontsize=8)
+    ax.set_title(f"AUC(row) - AUC(column), {ev.data.split}, video-level; p: DeLong after Holm "
+                 f"(* < {alpha:g})", fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="AUC difference")
+    return fig
+
+
+def robustness(points: list[dict]) -> Figure | None:
+    """Video AUC against perturbation level (0 = unperturbed), one line per perturbation, one panel per model."""
+    if not points:
+        return None
+    models = list(dict.fromkeys(q["model"] for q in points))
+    curves = sorted({q["curve"] for q in points})
+    fig, axes = _grid(len(models), max_cols=3, cell=(3.6, 3.0))
+    for ax, model in zip(axes, models):
+        for n, curve in enumerate(curves):
+            pts = sorted((q for q in points if q["model"] == model and q["curve"] == curve), key=lambda q: q["level"])
+            x = [q["level"] for q in pts]
+            y = np.array([np.nan if q["value"] is None else q["value"] for q in pts], dtype=float)
+            lo = np.array([np.nan if q["ci"][0] is None else q["ci"][0] for q in pts], dtype=float)
+            hi = np.array([np.nan if q["ci"][1] is None else q["ci"][1] for q in pts], dtype=float)
+            ax.plot(x, y, marker="o", ms=3.5, color=f"C{n % 10}", label=curve)
+            ax.fill_between(x, lo, hi, color=f"C{n % 10}", alpha=0.12, linewidth=0)
+        ax.axhline(0.5, ls=":", color="grey")
+        ax.set(title=model, xlabel="level (0 = unperturbed)", ylabel="video AUC", ylim=(0, 1.02), xlim=(-0.2, 5.2))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(curves), 7),
+               fontsize=8)
+    fig.suptitle("Robustness: video-level ROC AUC by perturbation level (bands: 95% CI)")
+    return fig
+
+
 def confusion_matrices(ev: Evaluation) -> Figure:
     """One matrix per model at its validation threshold: counts and the share of each true class."""
     d = ev.data
