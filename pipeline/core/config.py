@@ -28,15 +28,19 @@ class ConfigError(PipelineError, ValueError):
     """A config file or option that cannot be used; the message names what is wrong."""
 
 
-def field(default: Any, help: str, *, cli: bool = True, identity: bool = True, **kw: Any) -> Any:
+def field(default: Any, help: str, *, cli: bool = True, identity: bool = True, omit_default: bool = False,
+          **kw: Any) -> Any:
     """A dataclass field with its help text kept for the command line.
 
     ``identity=False`` marks an option that cannot change the output's numbers (a device, a batch size, a
     memory limit): it is left out of ``identity_of``, so changing it never makes outputs incomparable.
+    ``omit_default=True`` is for an identity field added after outputs were made without it: it joins the
+    identity only when set to something other than its default, so those earlier outputs keep theirs.
     """
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults: use a tuple")
-    return dataclasses.field(default=default, metadata={"help": help, "cli": cli, "identity": identity, **kw})
+    return dataclasses.field(default=default, metadata={"help": help, "cli": cli, "identity": identity,
+                                                        "omit_default": omit_default, **kw})
 
 
 def _option_name(name: str) -> str:
@@ -155,7 +159,8 @@ def save(cfg: Any, path: str | Path) -> Path:
 def identity_of(cfg: Any) -> dict[str, Any]:
     """The fields of ``cfg`` that decide what it produces (``field(identity=True)``, the default)."""
     values = to_dict(cfg)
-    return {f.name: values[f.name] for f in dataclasses.fields(cfg) if f.metadata.get("identity", True)}
+    return {f.name: values[f.name] for f in dataclasses.fields(cfg) if f.metadata.get("identity", True)
+            and not (f.metadata.get("omit_default") and getattr(cfg, f.name) == f.default)}
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
