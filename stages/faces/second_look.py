@@ -8,11 +8,13 @@ place. For each such gap frame the box is predicted from the nearest frames wher
 ``SIZE`` px in float (averaging recovers levels the 8-bit quantisation of a dark frame lost), and the region
 is exposed for the face (``normalise``). The same cascade then searches it with P/R thresholds of 0.5.
 
-What was measured (207 darkened gap frames of the dev clips, 4,458 region searches on clips without a face,
-share of gap faces found at O-Net >= 0.9): lower thresholds alone, on the region as it is, 3%; the
-normalisation below 56%, the best of 15 normalisations tried (colour stretches, histogram equalisation,
-CLAHE, gammas), with no face-free region reaching 0.9 (the best 0.83). So the region is normalised and
-searched at the lower thresholds, and a face is taken only at O-Net >= ``second_look_accept``.
+What was measured, in the prototype study for issue 18 (an older copy of this detector; 207 darkened gap
+frames of the dev clips, 4,458 region searches on clips without a face, share of gap faces found at O-Net
+>= 0.9): lower thresholds alone, on the region as it is, 3%; the normalisation below 56%, the best of 15
+tried (colour stretches, histogram equalisation, CLAHE, gammas), with no face-free region reaching 0.9 (the
+best 0.83). bench/faces_dark.py repeats the comparison on this code (its "thresholds only" column). So the
+region is normalised and searched at the lower thresholds, and a face is taken only at O-Net >=
+``second_look_accept``.
 
 A face is taken only when the cascade confirms it there and it continues the track as ``track._match``
 would (IoU with the predicted box >= track_iou, or centre within track_dist box sides) at a similar size
