@@ -21,6 +21,7 @@ BENCHES = {
     "decode": ("decode.py", ["--repeat", "1"]),
     "faces": ("faces.py", ["--quick"]),
     "faces_coarse": ("faces_coarse.py", ["--repeat", "1"]),
+    "faces_dark": ("faces_dark.py", ["--filters", "eq=gamma=0.4"]),
     "stage_one": ("stage_one.py", ["--repeat", "1"]),
     "ray": ("ray_scaling.py", ["--quick"]),
     "soak": ("soak.py", ["--kills", "10"]),

@@ -23,6 +23,7 @@ from stages import perturb
 from stages.backbone import FEATURE_DIM, Embedder, WeightsInfo
 from stages.decode import SCHEMES, FramePool, SampledFrames, sample_frames
 from stages.faces import FaceConfig, FaceDetector, crop_faces, select_subject
+from stages.faces.second_look import second_look, sources
 from stages.media import MediaError, ffmpeg_version
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class FaceStage:
         res.info = {"video_frames": info.n_frames, "fps": info.fps, "width": info.width, "height": info.height}
         dets = self.detector.detect(sampled.frames)
         track = select_subject(dets, sampled.frames.shape[1:3], self.faces)
+        if self.faces.second_look:
+            track = second_look(sampled.frames, dets, track, self.detector).track
         crops, valid = crop_faces(sampled.frames, track, crop=self.cfg.crop, margin=self.faces.margin,
                                   fallback=self.faces.fallback)   # (k, C, C, 3), (k,)
         res.mask = np.zeros(T, bool)
@@ -143,7 +146,7 @@ class FaceStage:
         res.probs = np.zeros(T, np.float32)
         res.probs[:k] = track.probs
         res.source = np.zeros(T, np.uint8)
-        res.source[:k] = np.where(track.found, schema.SEARCH, schema.NOWHERE)
+        res.source[:k] = sources(track)
         if valid.any():
             res.status = schema.OK
         else:

@@ -1,8 +1,10 @@
 """``python -m pipeline faces VIDEO --frames N [--json] [--sheet out.png]``: what the face stage sees.
 
-Per sampled frame: every detection (box, probability, landmarks) and which one is the video's subject. The
-contact sheet draws them and puts the subject's crop beside each frame: the way to answer "why was no face
-found" (too small for --min-face, below a threshold, another person, or no face at all).
+Per sampled frame: every detection (box, probability, landmarks), which one is the video's subject, and where
+the subject's box came from: the face search, the second look near the tracked subject (``--second-look``,
+on by default), or nowhere. The contact sheet draws them and puts the subject's crop beside each frame: the
+way to answer "why was no face found" (too small for --min-face, below a threshold, another person, or no
+face at all).
 """
 from __future__ import annotations
 
@@ -25,20 +27,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_options(parser, FaceConfig)
 
 
-def _result(sampled, dets, track, seconds: float, detector) -> dict:
+def _result(sampled, dets, looked, seconds: float, detector) -> dict:
+    from features.schema import SOURCE_NAMES, SECOND_LOOK
+    from stages.faces.second_look import sources
+    track = looked.track
+    source = sources(track)
     frames = []
     for t, d in enumerate(dets):
+        extra = looked.boxes[t] if source[t] == SECOND_LOOK else None
         frames.append({
+            "source": SOURCE_NAMES[int(source[t])],
+            "second_look": None if extra is None else {"box": [round(float(v), 1) for v in extra],
+                                                       "prob": round(float(track.probs[t]), 4)},
             "frame": int(sampled.indices[t]), "time": round(float(sampled.timestamps[t]), 3),
             "faces": [{"box": [round(float(v), 1) for v in d.boxes[i]], "prob": round(float(d.probs[i]), 4),
                        "landmarks": [[round(float(v), 1) for v in p] for p in d.landmarks[i]]}
                       for i in range(len(d))],
-            "subject": int(track.chosen[t]) if track.found[t] else None,
+            "subject": int(track.chosen[t]) if track.chosen[t] >= 0 else None,
             "subject_box": [round(float(v), 1) for v in track.boxes[t]] if track.found[t] else None,
         })
     return {"video": str(sampled.info.path), "size": [sampled.info.width, sampled.info.height],
             "frames_sampled": len(dets), "frames_with_faces": sum(len(d) > 0 for d in dets),
-            "subject_found": int(track.found.sum()), "detect_seconds": round(seconds, 3),
+            "subject_found": int(track.found.sum()), "by_source": {name: int((source == code).sum())
+                                                                  for code, name in SOURCE_NAMES.items()},
+            "detect_seconds": round(seconds, 3), "second_look_seconds": round(looked.seconds, 3),
             "detector": detector.describe(), "frames": frames}
 
 
@@ -47,16 +59,24 @@ def _print_table(res: dict) -> None:
 
     from pipeline.ui import cell, line, out
     table = Table(title=cell(f"faces in {res['video']} ({res['size'][0]}x{res['size'][1]})"), title_justify="left")
-    for col in ("frame", "time s", "faces", "boxes x1,y1,x2,y2 (prob)", "subject"):
+    for col in ("frame", "time s", "faces", "boxes x1,y1,x2,y2 (prob)", "subject", "from"):
         table.add_column(col)
     for f in res["frames"]:
         boxes = "\n".join(f"{'*' if i == f['subject'] else ' '} {','.join(f'{v:.0f}' for v in face['box'])} "
-                          f"({face['prob']:.3f})" for i, face in enumerate(f["faces"])) or "-"
-        table.add_row(str(f["frame"]), f"{f['time']:.2f}", str(len(f["faces"])), boxes,
-                      "-" if f["subject"] is None else f"#{f['subject']}")
+                          f"({face['prob']:.3f})" for i, face in enumerate(f["faces"]))
+        if f["second_look"]:
+            look = f["second_look"]
+            boxes = "\n".join(filter(None, [boxes, f"+ {','.join(f'{v:.0f}' for v in look['box'])} "
+                                                   f"({look['prob']:.3f})"]))
+        subject = "+" if f["second_look"] else "-" if f["subject"] is None else f"#{f['subject']}"
+        table.add_row(str(f["frame"]), f"{f['time']:.2f}", str(len(f["faces"])), boxes or "-", subject,
+                      f["source"])
     out.print(table)
-    out.print(f"subject found in {res['subject_found']}/{res['frames_sampled']} frames; "
-              f"faces in {res['frames_with_faces']} frames; detection {res['detect_seconds']:.2f} s")
+    by = res["by_source"]
+    out.print(f"subject found in {res['subject_found']}/{res['frames_sampled']} frames ({by['search']} by the "
+              f"search, {by['second look']} by the second look (+), {by['none']} nowhere); faces in "
+              f"{res['frames_with_faces']} frames; detection {res['detect_seconds']:.2f} s, second look "
+              f"{res['second_look_seconds']:.2f} s")
     if res["frames_with_faces"] == 0:
         cfg = res["detector"]["config"]
         out.print(line(("no face found.", "yellow"), f" Faces smaller than {cfg['min_face']:g} px at detection scale "
@@ -74,6 +94,7 @@ def main(args: argparse.Namespace) -> int:
     from pipeline.core.errors import PipelineError
     from stages.decode import sample_frames
     from stages.faces import FaceConfig, FaceDetector, crop_faces, select_subject
+    from stages.faces.second_look import Looked, second_look
 
     if args.frames < 1:
         raise PipelineError(f"--frames must be >= 1, got {args.frames}")
@@ -84,12 +105,15 @@ def main(args: argparse.Namespace) -> int:
     dets = detector.detect(sampled.frames)
     seconds = time.perf_counter() - start
     track = select_subject(dets, frame_hw=sampled.frames.shape[1:3], cfg=cfg)
-    res = _result(sampled, dets, track, seconds, detector)
+    looked = second_look(sampled.frames, dets, track, detector) if cfg.second_look else Looked.nothing(track)
+    res = _result(sampled, dets, looked, seconds, detector)
     if args.sheet:
         from stages.faces.sheet import contact_sheet
-        crops, valid = crop_faces(sampled.frames, track, crop=args.crop, margin=cfg.margin, fallback=cfg.fallback)
+        crops, valid = crop_faces(sampled.frames, looked.track, crop=args.crop, margin=cfg.margin,
+                                  fallback=cfg.fallback)
         labels = [f"frame {i} ({s:.2f} s)" for i, s in zip(sampled.indices, sampled.timestamps)]
-        res["sheet"] = str(contact_sheet(sampled.frames, dets, track, crops, valid, args.sheet, labels))
+        res["sheet"] = str(contact_sheet(sampled.frames, dets, looked.track, crops, valid, args.sheet,
+                                         labels, second=looked.boxes))
     if args.json:
         sys.stdout.write(json.dumps(res, indent=2) + "\n")
     else:

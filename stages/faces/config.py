@@ -35,6 +35,15 @@ class FaceConfig:
     cpu_engine: str = field("auto", "CPU only, speed only: mkldnn (oneDNN blocked layout, faster here), "
                                     "eager (channels_last), or auto (mkldnn when available)",
                             choices=("auto", "mkldnn", "eager"), identity=False)
+    second_look: bool = field(True, "where the subject is missing in a frame but found in its neighbours, search "
+                                    "again around the box they predict, contrast-normalised, and take a face only "
+                                    "if the cascade confirms it there and it continues the track (issue 18); "
+                                    "these frames are marked as the second look's in the store")
+    second_look_region: float = field(2.5, "second look: side of the region searched, as a multiple of the "
+                                           "predicted box's side (x1.2 when the gap is at one end of the track)",
+                                      omit_default=True)
+    second_look_accept: float = field(0.9, "second look: O-Net probability a face in the region needs (P-Net and "
+                                           "R-Net run at 0.5 there)", omit_default=True)
     min_prob: float = field(0.9, "probability a face needs to be chosen as the video's subject")
     track_iou: float = field(0.3, "least overlap (IoU) with the subject's last box to follow it")
     track_dist: float = field(0.5, "or at most this centre distance, in units of the last box's size")
@@ -60,6 +69,8 @@ class FaceConfig:
                 or not 0 <= self.region_band < 1:
             raise ConfigError("coarse_min_face must be >= 0, coarse_nms in (0, 1], coarse_threshold in [0, 1] and "
                               "region_band in [0, 1)")
+        if not 1.5 <= self.second_look_region <= 6 or not 0.5 <= self.second_look_accept <= 1:
+            raise ConfigError("second_look_region must be in [1.5, 6] and second_look_accept in [0.5, 1]")
         if self.margin < 1 or self.smooth < 1 or self.chunk_mb < 0:
             raise ConfigError("margin must be >= 1, smooth >= 1 and chunk_mb >= 0")
 
