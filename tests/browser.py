@@ -22,10 +22,13 @@ window.addEventListener('load', () => {
 </script></body>"""
 
 
+# headless, quiet and offline: what every test's Chromium runs with (tests/cdp.py too)
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
 def flags(profile: Path) -> list[str]:
-    return [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-            "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
+    return [CHROMIUM, *HEADLESS, "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=5000"]
 
 
 def positions(page: Path, ids: list[str], tmp: Path, width: int = 1280, height: int = 1000) -> dict:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.browser import CHROMIUM, HEADLESS
+
 
 
 class Chromium:
@@ -19,9 +19,7 @@ class Chromium:
         import websocket
         profile.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-             f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+            [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
              f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
