@@ -202,7 +202,7 @@ def main() -> None:
         print("projection:", row)
     gpu_cap = gpu_node_decode_ceiling(basis)
     print(f"a 32-core GPU node decodes at most {gpu_cap} videos/s (its GPU side is not measured here)")
-    payload = {"command": " ".join(["bench/ray.py", *sys.argv[1:]]), "frames": args.frames, "crop": args.crop,
+    payload = {"command": " ".join(["bench/ray_scaling.py", *sys.argv[1:]]), "frames": args.frames, "crop": args.crop,
                "repeat": args.repeat, "load_average": load, "clips": [str(c.relative_to(CLIPS)) for c in clips],
                "engines": best, "all_runs_s_per_video": {k: [r["s_per_video"] for r in v] for k, v in runs.items()},
                "ratios": ratios, "same_store_local_vs_ray": same,

@@ -174,13 +174,10 @@ def probabilities(logits: torch.Tensor) -> np.ndarray:
     return logits.double().softmax(-1)[..., 1].numpy()
 
 
-class Ensemble:
-    """Trained members of one run; ``predict`` gives every member's and the ensemble's prob_fake."""
-
-    def __init__(self, members: dict[str, Member], in_ensemble: list[str], info: dict,
-                 device: torch.device | str = "cpu"):
-        self.members, self.in_ensemble, self.info = members, in_ensemble, info
-        self.device = torch.device(device)
+class RunModels:
+    """What every scorer of a run shares (torch here, onnxruntime in pipeline.bundle): ``info`` from run.json
+    (or a bundle's manifest), the store identity it was trained on and its decision threshold."""
+    info: dict
 
     @property
     def store(self) -> dict:
@@ -189,6 +186,15 @@ class Ensemble:
     @property
     def threshold(self) -> float:
         return float(self.info.get("threshold") or 0.5)
+
+
+class Ensemble(RunModels):
+    """Trained members of one run; ``predict`` gives every member's and the ensemble's prob_fake."""
+
+    def __init__(self, members: dict[str, Member], in_ensemble: list[str], info: dict,
+                 device: torch.device | str = "cpu"):
+        self.members, self.in_ensemble, self.info = members, in_ensemble, info
+        self.device = torch.device(device)
 
     def predict(self, features, mask, batch_size: int = 256) -> dict[str, np.ndarray]:
         """features (N, T, D) raw store features, mask (N, T) -> {model: prob_fake (N,)} incl. "ensemble"."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ensembles.ensemble import ENSEMBLE, ensemble_mean, probabilities
+from ensembles.ensemble import ENSEMBLE, RunModels, ensemble_mean, probabilities
 from pipeline.core.atomic import write_json
 from pipeline.core.errors import PipelineError
 from pipeline.predict import check_identity, stage_one_configs
@@ -144,21 +144,13 @@ class OnnxMember:
         return self.session.run(None, {"features": features.astype(np.float32), "mask": mask.astype(bool)})[0]
 
 
-class OnnxEnsemble:
+class OnnxEnsemble(RunModels):
     """The members in onnxruntime with ``ensembles.ensemble.Ensemble``'s predict interface."""
 
     def __init__(self, out: Path, manifest: dict, threads: int | None = None):
         self.info = {"store": manifest["store"], "threshold": manifest["threshold"], "members": manifest["members"]}
         self.members = {m["name"]: OnnxMember(out / m["file"], _threads(threads)) for m in manifest["members"]}
         self.in_ensemble = [m["name"] for m in manifest["members"] if m.get("in_ensemble", True)]
-
-    @property
-    def store(self) -> dict:
-        return self.info["store"]
-
-    @property
-    def threshold(self) -> float:
-        return float(self.info.get("threshold") or 0.5)
 
     def predict(self, features, mask, batch_size: int = 256) -> dict[str, np.ndarray]:
         """features (N, T, D), mask (N, T) -> {model: prob_fake (N,)} incl. "ensemble". As in

@@ -155,6 +155,8 @@ def iter_frames(path, p: Plan, info: VideoInfo, out: np.ndarray, threads: int = 
             proc.kill()
         rc = proc.wait()
         err.join()
+        proc.stdout.close()
+        proc.stderr.close()
     if shown is not None:
         shown.extend(err.shown)
     if k == 0:
@@ -181,8 +183,13 @@ def sample_frames(path, n: int, scheme: str = "noref", info: VideoInfo | None = 
     out = pool.take(K, shape) if pool is not None else np.empty((K, *shape), np.uint8)
     shown: list = []
     k = 0
-    for k in iter_frames(path, p, info, out, threads, shown):
-        pass
+    try:
+        for k in iter_frames(path, p, info, out, threads, shown):
+            pass
+    except BaseException:
+        if pool is not None:
+            pool.give(out)
+        raise
     got = k + 1
     stamps = np.array([t for _, t in shown[:got]], np.float64)
     if len(stamps) != got:

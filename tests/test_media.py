@@ -1,7 +1,6 @@
 """ffmpeg resolution order, probing without ffprobe, and exact evenly spaced frame sampling."""
 from __future__ import annotations
 
-import os
 import stat
 
 import imageio_ffmpeg

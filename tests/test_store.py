@@ -1,7 +1,6 @@
 """The feature store: round trips, growth, config refusal, the writer lock, and crash safety."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

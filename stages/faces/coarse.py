@@ -122,7 +122,7 @@ class CoarseSearch:
            the next smaller level too.
         2. Around each face found that could be the subject (at least _RIVAL x its size), the candidates
            whose window overlaps it: those of the coarse levels, and those of the smaller levels down to
-           ``region_band`` x its size, searched only where they can overlap it (``_region_pnet``). They go
+           ``region_band`` x its size, searched only where they can overlap it (``region_pnet``). They go
            through the whole search's NMS, R-Net and O-Net, so a face's box is the one the whole search gives
            (IoU 1.0 on every dev clip), not a re-estimate.
         3. The subject is tracked (``select_subject``). Where it is missing, the faces overlapping the box

@@ -11,9 +11,9 @@ Where the time goes and what was done about it (16 frames at 960x540, one thread
   resizing was cheaper still but moved boxes to IoU 0.82 and changed face counts: not offered.) R-Net and
   O-Net crops of all candidates are one gather from the same table: the reference's area-averaged pixels
   without its Python loop over boxes.
-- ``FaceConfig.coarse_min_face`` (off by default): whole frames are searched only at the pyramid levels of
+- ``FaceConfig.coarse_min_face`` (on by default at 79 px; 0 turns it off): whole frames are searched only at the pyramid levels of
   faces at least that big, the smaller levels only around the faces that could be the subject and where the
-  subject is missing (``_detect_coarse_first``). Every P-Net window it uses is one of the whole search's, with
+  subject is missing (``stages.faces.coarse.CoarseSearch.detect``). Every P-Net window it uses is one of the whole search's, with
   the same score, and goes through the same NMS, R-Net and O-Net, so the subject's boxes are the whole
   search's. At 79 px, 16 frames, one thread, interleaved with the whole search (bench/faces_coarse.py): 3.5-5.4x
   less CPU time at 1080p/720p with one face, 2.7x on the portrait DFDC clip (small face), 1.9x on the street
@@ -261,7 +261,7 @@ class FaceDetector:
     def detect(self, frames, profile: dict | None = None) -> list[Detections]:
         """frames (B, H, W, 3) uint8 RGB, numpy or torch, any device -> B Detections in input pixels.
 
-        With ``cfg.coarse_min_face`` the frames are one video's: see ``_detect_coarse_first``.
+        With ``cfg.coarse_min_face`` the frames are one video's: see ``stages.faces.coarse.CoarseSearch``.
 
         ``profile``: a dict to which seconds per stage (scale, pnet, rnet, onet) and candidate counts are
         added (the benchmark uses it; CUDA is synchronised at each stage boundary only then).

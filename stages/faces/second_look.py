@@ -209,7 +209,7 @@ def second_look(frames: np.ndarray, dets: Sequence[Detections], track: Track, de
     looked: list[int] = []
     found: list[int] = []
     raw = np.full((n, 4), np.nan, np.float32)
-    for t in np.flatnonzero(track.found):
+    for t in np.flatnonzero(track.chosen >= 0):        # -2 (an earlier second look) has no detection index
         raw[t] = dets[t].boxes[track.chosen[t]]
 
     def done(result: Track) -> Looked:
