@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: setup
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=20
 
 sample: setup
 	$(PY) -m pipeline sample $(DATA) --videos $(VIDEOS) $(ARGS)

@@ -15,7 +15,7 @@ from ensembles.registry import create_head, list_heads
 from pipeline.export import check_inputs, export_member
 from tests.conftest import cli
 
-SMALL = {"lstm": {"hidden": 8}, "gru": {"hidden": 8}, "meanpool": {},
+SMALL = {"lstm": {"hidden": 8}, "gru": {"hidden": 8}, "meanpool": {}, "framelinear": {},
          "bilstm-attn": {"hidden": 8, "attn_dim": 4, "fc": 8}, "bigru-attn": {"hidden": 8, "attn_dim": 4, "fc": 8}}
 T, D = 6, 16
 

@@ -101,7 +101,7 @@ def stop_ray(folder: str, grace: float = 5.0) -> None:
             time.sleep(0.2)
 
 
-def wait_gone(folder: str, seconds: float = 15.0) -> list[int]:
+def wait_gone(folder: str, seconds: float = 45.0) -> list[int]:
     deadline = time.monotonic() + seconds
     while (left := ray_pids(folder)) and time.monotonic() < deadline:
         time.sleep(0.3)
