@@ -1,7 +1,7 @@
 """Soak: ``features`` SIGKILLed at random moments, again and again, then run to the end; nothing may be lost.
 
-    .venv/bin/python bench/soak.py [--kills 50] [--max-life 8] [--frames 16] [--crop 112] [--seed 0]
-    make soak
+    .venv/bin/python bench/soak.py [--kills 50] [--max-life 20] [--frames 16] [--crop 112] [--seed 0]
+    make soak                      (--copies 4: links to each dev clip, so the kills land in work)
 
 On a real-clip dataset (the dev clips from DEV_CLIPS, as a folder dataset of symlinks; the generated sample
 when they are absent): an uninterrupted reference run, then KILLS runs each SIGKILLed after a random time
@@ -31,15 +31,17 @@ from bench.common import CLIPS, save  # noqa: E402
 from features.store import FeatureStore, StoreError  # noqa: E402
 
 
-def dataset(folder: Path) -> tuple[Path, str]:
-    """A folder dataset of the dev clips (symlinks), or the generated sample when they are absent."""
+def dataset(folder: Path, copies: int) -> tuple[Path, str]:
+    """A folder dataset of ``copies`` symlinks to each dev clip (enough videos that the kills land in work,
+    not in runs with nothing left to do), or the generated sample when they are absent."""
     found = sorted(CLIPS.glob("*/*.mp4")) if CLIPS.is_dir() else []
     if found:
-        for clip in found:
-            dst = folder / clip.parent.name / clip.name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.symlink_to(clip)
-        return folder, f"{len(found)} dev clips ({CLIPS})"
+        for c in range(copies):
+            for clip in found:
+                dst = folder / clip.parent.name / f"{c}_{clip.name}"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.symlink_to(clip)
+        return folder, f"{len(found)} dev clips x {copies} ({CLIPS})"
     from pipeline.sample import SampleConfig, run
     run(SampleConfig(out=str(folder), videos=24, frames=48, width=480, height=360))
     return folder, "24 generated sample clips (dev clips not found)"
@@ -70,7 +72,8 @@ def arrays(store: Path) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=50)
-    ap.add_argument("--max-life", type=float, default=8.0, help="seconds; each run is killed after U(0, this)")
+    ap.add_argument("--copies", type=int, default=4, help="links to each dev clip in the dataset")
+    ap.add_argument("--max-life", type=float, default=20.0, help="seconds; each run is killed after U(0, this)")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--crop", type=int, default=112)
     ap.add_argument("--seed", type=int, default=0)
@@ -79,7 +82,7 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data, what = dataset(tmp / "data")
+        data, what = dataset(tmp / "data", args.copies)
         print(f"soak: {what}; {args.kills} SIGKILLs at U(0, {args.max_life:g}) s, then a final run", flush=True)
         t0 = time.perf_counter()
         subprocess.run(command(data, tmp / "ref.h5", args), cwd=ROOT, env=env, check=True, capture_output=True)

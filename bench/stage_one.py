@@ -118,12 +118,13 @@ def startup(reps: int) -> dict:
     """Seconds from launching ``python -m pipeline features`` to its first video (imports, config, model
     load, the engine's choice), median of ``reps`` launches on a fresh store each time: the line "extracting
     N videos" is printed once everything is loaded and before the first video is decoded."""
-    clip = next(iter(target_clips().values()))
+    clips = list(target_clips().values())[:2]
     times = []
     with tempfile.TemporaryDirectory() as tmp:
+        for label, clip in zip(("real", "fake"), clips):
+            (Path(tmp) / "data" / label).mkdir(parents=True)
+            (Path(tmp) / "data" / label / clip.name).symlink_to(clip)
         data = Path(tmp) / "data" / "real"
-        data.mkdir(parents=True)
-        (data / clip.name).symlink_to(clip)
         for i in range(reps):
             store = Path(tmp) / f"s{i}.h5"
             cmd = [sys.executable, "-m", "pipeline", "features", str(data.parent), "--store", str(store),
