@@ -41,7 +41,7 @@ from features import schema
 from stages.faces.config import Detections, FaceConfig
 from stages.faces.crop import square_window
 from stages.faces.detector import FaceDetector
-from stages.faces.track import Track, _area, _clamp_centre, _iou, smooth_boxes
+from stages.faces.track import Track, _area, _clamp_centre, _iou, _match, centre_distance, smooth_boxes
 
 SECOND_LOOK = -2        # Track.chosen of a frame found by the second look (not an index into its Detections)
 SIZE = 160              # region side in pixels after resizing: a face of about SIZE / region px (64 at 2.5)
@@ -131,18 +131,8 @@ def consistent(pred: np.ndarray, boxes: np.ndarray, cfg: FaceConfig) -> np.ndarr
         return np.zeros(0, bool)
     side = np.sqrt(max(_area(pred[None])[0], 1e-9))
     sides = np.sqrt(np.maximum(_area(boxes), 1e-9))
-    dist = np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - (pred[:2] + pred[2:]) / 2, axis=1) / side
-    ok = (_iou(pred, boxes) >= cfg.track_iou) | (dist <= cfg.track_dist)
+    ok = (_iou(pred, boxes) >= cfg.track_iou) | (centre_distance(pred, boxes) <= cfg.track_dist)
     return ok & (sides <= side * _SIZE_RATIO) & (sides >= side / _SIZE_RATIO)
-
-
-def _pick(pred: np.ndarray, boxes: np.ndarray, cfg: FaceConfig) -> int:
-    """Of consistent boxes, the one _match would take: best IoU if it reaches track_iou, else the nearest."""
-    iou = _iou(pred, boxes)
-    if iou.max() >= cfg.track_iou:
-        return int(np.argmax(iou))
-    c = (pred[:2] + pred[2:]) / 2
-    return int(np.argmin(np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - c, axis=1)))
 
 
 # ---- region search ------------------------------------------------------------------------------------
@@ -243,7 +233,7 @@ def second_look(frames: np.ndarray, dets: Sequence[Detections], track: Track, de
             ok = np.flatnonzero(consistent(pred, d.boxes, cfg) & (d.probs >= accept))
             if not len(ok):
                 continue
-            i = ok[_pick(pred, d.boxes[ok], cfg)]
+            i = ok[_match(pred, d.boxes[ok], cfg)]      # every consistent box passes one of its rules
             raw[t], probs[t], chosen[t] = d.boxes[i], d.probs[i], SECOND_LOOK
             anchors[t] = new = True
             found.append(t)

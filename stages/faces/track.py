@@ -61,17 +61,23 @@ def _seed(dets: Sequence[Detections], min_prob: float) -> tuple[int, int] | None
     return None
 
 
-def _match(last: np.ndarray, d: Detections, cfg: FaceConfig) -> int:
-    """Index of the face in ``d`` that continues a subject last seen at ``last`` (4,), or -1."""
-    if not len(d):
+def centre_distance(last: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(n,) distance of each box's centre (boxes (n, 4)) from the centre of ``last`` (4,), in sides of ``last``."""
+    side = np.sqrt(max(_area(last[None])[0], 1e-9))
+    centre = (last[:2] + last[2:]) / 2
+    return np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=1) / side
+
+
+def _match(last: np.ndarray, boxes: np.ndarray, cfg: FaceConfig) -> int:
+    """Index of the box in ``boxes`` (n, 4) that continues a subject last seen at ``last`` (4,), or -1: the best
+    overlap if it reaches ``track_iou``, else the nearest centre within ``track_dist``."""
+    if not len(boxes):
         return -1
-    iou = _iou(last, d.boxes)
+    iou = _iou(last, boxes)
     i = int(np.argmax(iou))
     if iou[i] >= cfg.track_iou:
         return i
-    size = np.sqrt(max(_area(last[None])[0], 1e-9))
-    centre = (last[:2] + last[2:]) / 2
-    dist = np.linalg.norm((d.boxes[:, :2] + d.boxes[:, 2:]) / 2 - centre, axis=1) / size
+    dist = centre_distance(last, boxes)
     i = int(np.argmin(dist))
     return i if dist[i] <= cfg.track_dist else -1
 
@@ -109,7 +115,7 @@ def select_subject(dets: Sequence[Detections], frame_hw: tuple[int, int], cfg: F
     for order in (range(t0 + 1, n), range(t0 - 1, -1, -1)):     # forwards, then backwards from the seed
         last = dets[t0].boxes[seed[1]]
         for t in order:
-            i = _match(last, dets[t], cfg)
+            i = _match(last, dets[t].boxes, cfg)
             if i >= 0:
                 chosen[t], last = i, dets[t].boxes[i]
     found = chosen >= 0
