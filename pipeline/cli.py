@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from pipeline import __version__
@@ -27,6 +28,12 @@ COMMANDS = {
     "export": "export",
     "serve": "serve",
 }
+
+
+# Commands that run stage one, whose ffmpeg decoding overlaps torch's work: torch's OpenMP threads must sleep
+# while they wait, not spin (spinning took about a fifth of the CPU from ffmpeg on 2 cores; README,
+# "Benchmarks"). It only takes effect before torch is loaded; a user's own OMP_WAIT_POLICY wins.
+STAGE_ONE_COMMANDS = ("features", "predict", "faces", "evaluate", "serve")
 
 
 def _formatter() -> type[argparse.HelpFormatter]:
@@ -65,6 +72,8 @@ def build_parser(argv: list[str] | None = None, all_commands: bool = False) -> a
 
 
 def main(argv: list[str] | None = None) -> int:
+    if _chosen(argv) in STAGE_ONE_COMMANDS and "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     from rich.logging import RichHandler

@@ -1,6 +1,8 @@
 """ResNet50 frame embedder: face crops (N, C, C, 3) uint8 -> features (N, 2048) float16.
 
-Weights: ``imagenet`` (torchvision's IMAGENET1K_V2 from the torch hub cache, downloaded if online),
+The network is torchvision's ResNet50, defined in ``stages.resnet`` (same state dict, arithmetic and seeded
+initialisation, without torchvision's 1.4 s import). Weights: ``imagenet`` (torchvision's IMAGENET1K_V2 from
+the torch hub cache, or fetched through torchvision's weights enum if online),
 ``PATH`` (a local state dict), ``random`` (explicit random init, seeded, never called pretrained) or ``auto``
 (ImageNet if loadable, else random with a loud warning that the store and every report repeat).
 The fingerprint of whatever weights were loaded (sha256 over the state dict) goes into the store.
@@ -27,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 
 from pipeline.core.atomic import write_json
 from pipeline.core.device import resolve_device
 from pipeline.core.errors import PipelineError
+from stages.resnet import ResNet50
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +66,21 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+# torchvision's ResNet50_Weights.IMAGENET1K_V2.url (tests/test_backbone_resnet.py checks it against the enum)
+IMAGENET_URL = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
+
+
 def imagenet_cache_path() -> Path:
-    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(IMAGENET_URL).name
 
 
 def _imagenet_state(download: bool) -> dict[str, torch.Tensor]:
-    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
     cached = imagenet_cache_path()
     if cached.is_file():
         return torch.load(cached, map_location="cpu", weights_only=True)
     if download:
+        import torchvision      # only to fetch: its weights enum downloads and checks the file
+        weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(30)   # an offline machine must fail fast, not hang
         try:
@@ -85,7 +91,7 @@ def _imagenet_state(download: bool) -> dict[str, torch.Tensor]:
             socket.setdefaulttimeout(old)
     raise WeightsError(
         f"ImageNet ResNet50 weights not found at {cached} and could not be downloaded. On a machine with "
-        f"internet run `make weights` (or download {weights.url}) and copy the file to {cached}; or pass "
+        f"internet run `make weights` (or download {IMAGENET_URL}) and copy the file to {cached}; or pass "
         "--weights PATH to a local state dict, or --weights random for an explicit random backbone")
 
 
@@ -106,7 +112,6 @@ def _file_state(path: Path) -> dict[str, torch.Tensor]:
 
 def load_resnet50(weights: str = "imagenet", download: bool = True) -> tuple[torch.nn.Module, WeightsInfo]:
     """ResNet50 with the classifier replaced by identity, in eval mode, and what weights it holds."""
-    model = torchvision.models.resnet50(weights=None)
     if weights in ("imagenet", "auto"):
         try:
             state = _imagenet_state(download)
@@ -124,8 +129,9 @@ def load_resnet50(weights: str = "imagenet", download: bool = True) -> tuple[tor
         state, info_name, source, random = _file_state(path), f"file:{path.name}", str(path.resolve()), False
     if state is None:
         torch.manual_seed(RANDOM_SEED)            # the same random backbone every time: stores stay comparable
-        model = torchvision.models.resnet50(weights=None)
+        model = ResNet50()                        # (torchvision's resnet50 from this seed, bit for bit)
     else:
+        model = ResNet50()
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fc.")]

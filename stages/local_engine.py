@@ -112,7 +112,9 @@ class LocalEngine:
 
     def describe(self) -> dict:
         return {"engine": self.name, **self.budget.describe(), "prefetch": self.cfg.prefetch,
-                "max_latency_s": self.max_latency}
+                "max_latency_s": self.max_latency,
+                # set by the command line for stage one (pipeline.cli.STAGE_ONE_COMMANDS) before torch loads
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "") or "default"}
 
     def provenance(self, extra: dict | None = None) -> dict:
         return {**self.pipe.provenance(extra), "extraction_engine": self.describe()}

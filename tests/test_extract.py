@@ -39,6 +39,7 @@ def test_features_writes_a_store_that_inspect_summarises(reference_store):
     assert prov["random_weights"] is True and "RANDOM" in prov["warning"]
     assert prov["frames"] == 4 and prov["crop"] == 64 and prov["feature_dim"] == 2048
     assert prov["manifest_sha256"] and prov["versions"]["torch"]
+    assert prov["extraction_engine"]["omp_wait_policy"] == "PASSIVE"     # torch's threads sleep while ffmpeg runs
     human = cli("inspect", str(store)).stdout
     assert "RANDOM BACKBONE WEIGHTS" in human and "face coverage" in human
     assert (store.parent / "f.h5.manifest.csv").is_file() and (store.parent / "f.h5.config.json").is_file()

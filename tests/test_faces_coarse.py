@@ -131,3 +131,41 @@ def test_same_subject_on_sample_clips(sample_dataset, whole, coarse):
     for path in clips:
         found, _, _ = same_subject(sample_frames(path, 16).frames, whole, coarse)
         assert found > 0
+
+
+def _result(p):
+    r = p.result
+    return r.status, r.mask, np.nan_to_num(r.boxes, nan=-1), r.probs, r.source, p.crops
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_first_round_during_decoding_gives_the_same_result(sample_dataset, tmp_path, threads):
+    """``FaceStage.run`` starts the coarse search on each group of frames as ffmpeg delivers it; the boxes,
+    probabilities, masks and crops equal those of detecting after the whole decode, and a file that ends
+    early (fewer frames than planned) or cannot be decoded is handled as without it."""
+    from pipeline.core.videos import VideoEntry
+    from stages.faces import coarse as C
+    from stages.preprocess import FaceStage, FeatureConfig
+    from tests import clips
+    stage = FaceStage(FeatureConfig(frames=16, crop=64, weights="random"), FaceConfig())
+    paths = sorted(sample_dataset.rglob("*.mp4"))[:3]
+    paths.append(clips.truncated(paths[0], tmp_path / "short.mp4", keep=0.6))
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+    paths.append(tmp_path / "bad.mp4")
+    groups = []
+    real = C.FirstRound._group
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        C.FirstRound._group = lambda self, g: groups.append(g[0]) or real(self, g)
+        for path in paths:
+            entry = VideoEntry(path.name, str(path))
+            streamed = stage.run(entry)
+            plain = stage.prepare(entry, stage.decode(str(path)))
+            for a, b in zip(_result(streamed), _result(plain)):
+                assert np.array_equal(a, b)
+    finally:
+        C.FirstRound._group = real
+        torch.set_num_threads(before)
+    assert len(groups) >= 3 * 3                      # 12-frame clips: 3 groups each ran during decoding
+    assert FaceStage(FeatureConfig(frames=4), FaceConfig(coarse_min_face=0)).detector.first_round() is None

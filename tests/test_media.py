@@ -181,3 +181,49 @@ def test_all_intra_video_falls_back_to_strict(tmp_path):
                    check=True)
     s = sample_frames(intra, 8, "noref")
     assert s.mode == "strict" and list(s.indices) == list(frame_indices(60, 8))
+
+
+def _same_info(a, b) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) if isinstance(getattr(a, k), np.ndarray)
+               else getattr(a, k) == getattr(b, k) for k in a.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("kind", ["bframes", "cut", "intra", "annexb", "mkv"])
+def test_the_h264_fast_probe_equals_the_header_trace(tmp_path, kind, monkeypatch):
+    """H.264 is probed from filter_units' outputs in one process; the general header-trace path must say
+    exactly the same: frames, pts, which ones noref decoding outputs, packets."""
+    import subprocess
+
+    from stages import probe as P
+    from stages.media import ffmpeg_exe
+    clip = clips.write_frames(tmp_path / "b.mp4", _moving(120), fps=25)
+    out = clip
+    if kind != "bframes":
+        out = tmp_path / ("x.h264" if kind == "annexb" else "x.mkv" if kind == "mkv" else "x.mp4")
+        args = {"cut": ["-ss", "1.3", "-i", str(clip), "-t", "3", "-c", "copy"],
+                "intra": ["-i", str(clip), "-c:v", "libx264", "-g", "1"],
+                "annexb": ["-i", str(clip), "-c", "copy", "-bsf:v", "h264_mp4toannexb"],
+                "mkv": ["-i", str(clip), "-c", "copy"]}[kind]
+        subprocess.run([ffmpeg_exe(), "-v", "error", *args, str(out)], check=True)
+    traced = P._probe_traced(out, 60)
+    calls = []
+    real = P._h264_outputs
+    monkeypatch.setattr(P, "_h264_outputs", lambda *a: calls.append(1) or real(*a))
+    fast = P.probe(out)
+    assert calls and real(out, 60) is not None                # the fast path ran and was used
+    assert fast.codec == "h264" and _same_info(fast, traced)
+
+
+def test_other_codecs_take_the_general_probe(tmp_path, monkeypatch):
+    import subprocess
+
+    from stages import probe as P
+    from stages.media import ffmpeg_exe
+    src = clips.write_frames(tmp_path / "b.mp4", _moving(40), fps=25)
+    mp4v = tmp_path / "m.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(src), "-c:v", "mpeg4", str(mp4v)], check=True)
+    used = []
+    real = P._probe_traced
+    monkeypatch.setattr(P, "_probe_traced", lambda *a: used.append(1) or real(*a))
+    info = P.probe(mp4v)
+    assert used and info.codec == "mpeg4" and info.n_frames == 40 and not info.noref_supported

@@ -29,6 +29,7 @@ _KEEP_TABLE = 160 << 20     # largest summed-area table storage a detector keeps
 # Coarse-first search (FaceConfig.coarse_min_face), measured on the 21 dev clips with its smallest window at 56
 # and at 79 px: it found every confident face of the whole search of at least 56 px but 2 of 458 (both of
 # probability < 0.95); its face sides were 0.84-1.34x the whole search's (~1,000 faces).
+FIRST_GROUP = 4             # frames per group of the first round (a group can start as soon as it is decoded)
 _SEED_MARGIN = 1.3          # whole frames are searched down to windows <= the subject's side / this
 _RIVAL = 0.8                # faces searched around: coarse side >= this x the subject's (0.8 < 0.84)
 
@@ -95,23 +96,43 @@ class CoarseSearch:
             found.append((cand[keep], where[keep], scale))
         return level_rows(found, self.det.device)
 
-    def _integral_image(self, images: torch.Tensor) -> torch.Tensor:
-        """``bx.integral_image`` into storage kept between calls (per thread, up to _KEEP_TABLE bytes): the
-        first touch of a fresh 100 MB table (16 frames at 960x540) cost as much as filling it here."""
-        bsz, h, w, c = images.shape
+    def _levels(self, h: int, w: int) -> tuple[list[float], list[float], list[float]]:
+        """The pyramid's scales for h x w detection frames, split into the levels searched only around faces
+        (windows under ``coarse_min_face``) and those of the coarse search."""
+        cfg = self.det.cfg
+        scales = bx.pyramid_scales(h, w, cfg.min_face, cfg.scale_factor)
+        k = sum(12.0 / s < cfg.coarse_min_face * (1 - 1e-6) for s in scales)
+        return scales, scales[:k], scales[k:]
+
+    def _table_storage(self, n: int, h: int, w: int, c: int = 3) -> torch.Tensor:
+        """(n, h+1, w+1, c) summed-area table storage with its zero borders, kept between calls (per thread,
+        up to _KEEP_TABLE bytes): the first touch of a fresh 100 MB table (16 frames at 960x540) cost as
+        much as filling it here."""
         dtype = torch.int32 if 255 * h * w < 2 ** 31 else torch.int64
-        need = bsz * (h + 1) * (w + 1) * c
+        need = n * (h + 1) * (w + 1) * c
         buf = getattr(self.kept, "table", None)
-        if buf is None or buf.numel() < need or buf.dtype != dtype or buf.device != images.device:
-            buf = torch.empty(need, dtype=dtype, device=images.device)
+        if buf is None or buf.numel() < need or buf.dtype != dtype or buf.device != self.det.device:
+            buf = torch.empty(need, dtype=dtype, device=self.det.device)
             if need * buf.element_size() <= _KEEP_TABLE:
                 self.kept.table = buf
-        table = buf[:need].view(bsz, h + 1, w + 1, c)
+        table = buf[:need].view(n, h + 1, w + 1, c)
         table[:, 0] = 0
         table[:, :, 0] = 0
-        return bx.fill_integral_image(table, images)
+        return table
 
-    def detect(self, frames: torch.Tensor, profile: dict | None) -> list[Detections]:
+    def _integral_image(self, images: torch.Tensor) -> torch.Tensor:
+        """``bx.integral_image`` into the kept storage."""
+        return bx.fill_integral_image(self._table_storage(*images.shape), images)
+
+    def _coarse_groups(self, n: int) -> list[list[int]]:
+        """The coarse search's frame groups: consecutive runs of at most FIRST_GROUP frames on the CPU (so
+        that decoding can hand them over one by one, ``FirstRound``), all frames at once on a device."""
+        if self.det.device.type != "cpu":
+            return [list(range(n))]
+        return [g.tolist() for g in np.array_split(np.arange(n), -(-n // FIRST_GROUP)) if len(g)]
+
+    def detect(self, frames: torch.Tensor, profile: dict | None, start: "FirstRound | None" = None
+               ) -> list[Detections]:
         """The whole search's boxes for the subject at a fraction of its cost (``coarse_min_face`` > 0).
 
         1. Coarse search: P-Net over whole frames on the pyramid levels whose window is at least
@@ -135,14 +156,15 @@ class CoarseSearch:
         cfg = self.det.cfg
         clock = StageClock(profile, self.det.device)
         n, height, width = frames.shape[:3]
-        images = self.det.to_detection_scale(frames)
-        h, w = images.shape[1:3]
-        table = self._integral_image(images)
+        early = start.result(frames) if start is not None else None   # the first round, run during decoding
+        if early is None:
+            table = self._integral_image(self.det.to_detection_scale(frames))
+        else:
+            table, first = early
+        h, w = table.shape[1] - 1, table.shape[2] - 1
         clock.lap("scale")
-        groups = self._frame_groups(list(range(n)))
-        scales = bx.pyramid_scales(h, w, cfg.min_face, cfg.scale_factor)
-        k = sum(12.0 / s < cfg.coarse_min_face * (1 - 1e-6) for s in scales)
-        fine, levels = scales[:k], scales[k:]          # fine: the levels searched only around faces
+        groups = self._coarse_groups(n)
+        scales, fine, levels = self._levels(h, w)      # fine: the levels searched only around faces
         wide = level_rows([], self.det.device)             # whole-frame P-Net candidates, frames, window sides
         faces: list = []                                # what the coarse search found: (frame, box, prob)
         # targets[t]: (x1, y1, x2, y2, smallest window, core growth) per face searched around, in detection
@@ -152,7 +174,9 @@ class CoarseSearch:
         track = None
         for _ in range(4 * len(scales) + 8):          # rounds: two to four are the rule
             if levels:                                  # (more of) the coarse search
-                found = self._map(lambda g: self._coarse(table, levels, g, profile), groups)
+                found = self._map(lambda g: self._coarse(table, levels, g, profile), groups) \
+                    if early is None else first
+                early = None
                 wide = tuple(torch.cat(x) for x in zip(wide, *(f[:3] for f in found)))
                 faces += [face for f in found for face in f[3]]
                 levels = []
@@ -219,10 +243,12 @@ class CoarseSearch:
         return [g.tolist() for g in np.array_split(np.asarray(frames, dtype=np.int64), max(parts, 1)) if len(g)]
 
     def _map(self, fn, groups: list) -> list:
-        """fn over groups: on worker threads with one torch thread each when there are several (see detect)."""
-        if len(groups) <= 1:
+        """fn over groups, on the CPU always on worker threads with one torch thread each (at most as many
+        as the caller's torch threads), so a group's numbers do not depend on where it ran (see detect)."""
+        if self.det.device.type != "cpu":
             return [fn(g) for g in groups]
-        with ThreadPoolExecutor(len(groups), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        with ThreadPoolExecutor(max(1, min(len(groups), torch.get_num_threads())), initializer=torch.set_num_threads,
+                                initargs=(1,)) as pool:
             return list(pool.map(fn, groups))
 
     @torch.inference_mode()     # thread-local: worker threads need it too
@@ -294,3 +320,71 @@ def _seed_side_of(faces: list, min_prob: float) -> float:
     """``_seed_side`` of coarse faces [(frame, box, prob)]; 0 if none is confident."""
     areas = [(b[2] - b[0]) * (b[3] - b[1]) for _, b, p in faces if p >= min_prob]
     return float(np.sqrt(max(areas))) if areas else 0.0
+
+
+class FirstRound:
+    """The coarse search's first round for a video that is still being decoded.
+
+    ``frame(out, k)`` is called once frame k of ``out`` (K, H, W, 3) uint8 is filled, in order. Each group of
+    ``_coarse_groups`` (FIRST_GROUP consecutive frames) is scaled to the detection size, summed into the
+    summed-area table and searched at the coarse levels as soon as its last frame is there, on one worker
+    thread with one torch thread: the core the decoder leaves idle (ffmpeg's noref decoding is one thread's
+    work here: 1.0 CPU second per second of wall at 1080p). ``CoarseSearch.detect(frames, start=this)`` then
+    starts from it. Groups still waiting at the end run there on every worker, as without it; each group is
+    computed exactly as ``detect`` computes it, so the boxes are the same either way (tests/test_faces_coarse.py).
+    """
+
+    def __init__(self, search: CoarseSearch):
+        self.search = search
+        self.out: np.ndarray | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.jobs: list = []
+
+    def frame(self, out: np.ndarray, k: int) -> None:
+        if self.out is None:
+            self._begin(out)
+        while len(self.jobs) < len(self.groups) and self.groups[len(self.jobs)][-1] <= k:
+            self.jobs.append(self.pool.submit(self._group, self.groups[len(self.jobs)]))
+
+    def _begin(self, out: np.ndarray) -> None:
+        det = self.search.det
+        n, height, width = out.shape[:3]
+        h, w = det.detection_size(height, width)
+        self.out = out
+        self.table = self.search._table_storage(n, h, w)
+        self.groups = self.search._coarse_groups(n)
+        self.levels = self.search._levels(h, w)[2]
+        self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,),
+                                       thread_name_prefix="first-round")
+
+    @torch.inference_mode()     # thread-local
+    def _group(self, g: list[int]):
+        a, b = g[0], g[-1] + 1
+        bx.fill_integral_image(self.table[a:b], self.search.det.to_detection_scale(self.out[a:b]))
+        return self.search._coarse(self.table, self.levels, g, None)
+
+    def result(self, frames: torch.Tensor) -> tuple | None:
+        """(the frames' summed-area table at the detection scale, the first round per group), or None when these
+        are not the frames it saw (a file that ended early delivers fewer: the caller starts afresh)."""
+        if self.pool is None:
+            return None
+        try:
+            late = [i for i, job in enumerate(self.jobs) if job.cancel()]       # not started: run them wide
+            if len(self.jobs) < len(self.groups) or len(frames) != len(self.out):
+                return None
+            found = [None if i in late else job.result() for i, job in enumerate(self.jobs)]
+            redo = self.search._map(self._group, [self.groups[i] for i in late])
+            for i, part in zip(late, redo):
+                found[i] = part
+            return self.table, found
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Let the worker go (after the group it is on); nothing of it is used after this."""
+        if self.pool is not None:
+            for job in self.jobs:
+                job.cancel()
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
