@@ -131,9 +131,13 @@ def load_resnet50(weights: str = "imagenet", download: bool = True) -> tuple[tor
         torch.manual_seed(RANDOM_SEED)            # the same random backbone every time: stores stay comparable
         model = ResNet50()                        # (torchvision's resnet50 from this seed, bit for bit)
     else:
-        model = ResNet50()
+        with torch.device("meta"):                # no random init (0.35 s) for weights about to be replaced
+            model = ResNet50()
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+        except RuntimeError as exc:                # shapes that do not fit
+            raise WeightsError(f"weights {source} do not fit ResNet50: {str(exc).splitlines()[-1].strip()}") from exc
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise WeightsError(f"weights {source} do not fit ResNet50: missing {missing[:3]}, "

@@ -44,3 +44,39 @@ def test_stage_one_does_not_import_torchvision():
             "print('torchvision' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _torchvision_state(seed: int = 3) -> dict:
+    torch.manual_seed(seed)
+    return torchvision.models.resnet50(weights=None).state_dict()
+
+
+def test_a_weights_file_and_the_hub_cache_load_into_our_network(tmp_path, monkeypatch):
+    import pytest
+
+    from stages.backbone import WeightsError, imagenet_cache_path, load_resnet50
+    state = _torchvision_state()
+    ref = torchvision.models.resnet50(weights=None)
+    ref.load_state_dict(state)
+    ref.fc = torch.nn.Identity()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = ref.eval()(x)
+    path = tmp_path / "w.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)   # as training scripts save
+    model, info = load_resnet50(str(path))
+    assert info.name == "file:w.pt" and not info.random
+    with torch.no_grad():
+        assert torch.equal(model(x), want)                     # (N, 2048): the classifier is gone
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    with pytest.raises(WeightsError, match="resnet50-11ad3fa6.pth"):
+        load_resnet50("imagenet", download=False)              # missing, offline: one clear message
+    imagenet_cache_path().parent.mkdir(parents=True)
+    torch.save(state, imagenet_cache_path())
+    model, info = load_resnet50("imagenet", download=False)
+    assert info.name == "imagenet:IMAGENET1K_V2" and not info.random
+    with torch.no_grad():
+        assert torch.equal(model(x), want)
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(WeightsError, match="do not fit ResNet50"):
+        load_resnet50(str(path))

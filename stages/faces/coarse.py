@@ -40,6 +40,8 @@ class CoarseSearch:
     def __init__(self, det: FaceDetector):
         self.det = det
         self.kept = threading.local()       # summed-area table storage reused between calls (per thread)
+        self._free: list[torch.Tensor] = []  # and for FirstRound, which other threads fill
+        self._lock = threading.Lock()
 
     def region_pnet(self, table: torch.Tensor, scales: list[float], cores: torch.Tensor, frame: torch.Tensor,
                      smallest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,25 +106,39 @@ class CoarseSearch:
         k = sum(12.0 / s < cfg.coarse_min_face * (1 - 1e-6) for s in scales)
         return scales, scales[:k], scales[k:]
 
-    def _table_storage(self, n: int, h: int, w: int, c: int = 3) -> torch.Tensor:
-        """(n, h+1, w+1, c) summed-area table storage with its zero borders, kept between calls (per thread,
-        up to _KEEP_TABLE bytes): the first touch of a fresh 100 MB table (16 frames at 960x540) cost as
-        much as filling it here."""
+    @staticmethod
+    def _table_of(buf: torch.Tensor | None, n: int, h: int, w: int, c: int, device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(storage, its (n, h+1, w+1, c) summed-area table view with zero borders): ``buf`` if it fits,
+        else new storage."""
         dtype = torch.int32 if 255 * h * w < 2 ** 31 else torch.int64
         need = n * (h + 1) * (w + 1) * c
-        buf = getattr(self.kept, "table", None)
-        if buf is None or buf.numel() < need or buf.dtype != dtype or buf.device != self.det.device:
-            buf = torch.empty(need, dtype=dtype, device=self.det.device)
-            if need * buf.element_size() <= _KEEP_TABLE:
-                self.kept.table = buf
+        if buf is None or buf.numel() < need or buf.dtype != dtype or buf.device != device:
+            buf = torch.empty(need, dtype=dtype, device=device)
         table = buf[:need].view(n, h + 1, w + 1, c)
         table[:, 0] = 0
         table[:, :, 0] = 0
-        return table
+        return buf, table
 
     def _integral_image(self, images: torch.Tensor) -> torch.Tensor:
-        """``bx.integral_image`` into the kept storage."""
-        return bx.fill_integral_image(self._table_storage(*images.shape), images)
+        """``bx.integral_image`` into storage kept between calls (per thread, up to _KEEP_TABLE bytes): the
+        first touch of a fresh 100 MB table (16 frames at 960x540) cost as much as filling it here."""
+        buf, table = self._table_of(getattr(self.kept, "table", None), *images.shape, self.det.device)
+        if buf.numel() * buf.element_size() <= _KEEP_TABLE:
+            self.kept.table = buf
+        return bx.fill_integral_image(table, images)
+
+    def _take_table(self, n: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Storage and table for a ``FirstRound``, from the few kept for them (a video decoding ahead fills
+        one while another video's is still being searched); ``_give_table`` returns it."""
+        with self._lock:
+            buf = self._free.pop() if self._free else None
+        return self._table_of(buf, n, h, w, 3, self.det.device)
+
+    def _give_table(self, buf: torch.Tensor) -> None:
+        with self._lock:
+            if len(self._free) < 2 and buf.numel() * buf.element_size() <= _KEEP_TABLE:
+                self._free.append(buf)
 
     def _coarse_groups(self, n: int) -> list[list[int]]:
         """The coarse search's frame groups: consecutive runs of at most FIRST_GROUP frames on the CPU (so
@@ -351,7 +367,7 @@ class FirstRound:
         n, height, width = out.shape[:3]
         h, w = det.detection_size(height, width)
         self.out = out
-        self.table = self.search._table_storage(n, h, w)
+        self.buf, self.table = self.search._take_table(n, h, w)
         self.groups = self.search._coarse_groups(n)
         self.levels = self.search._levels(h, w)[2]
         self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,),
@@ -365,26 +381,32 @@ class FirstRound:
 
     def result(self, frames: torch.Tensor) -> tuple | None:
         """(the frames' summed-area table at the detection scale, the first round per group), or None when these
-        are not the frames it saw (a file that ended early delivers fewer: the caller starts afresh)."""
+        are not the frames it saw (a file that ended early delivers fewer: the caller starts afresh). The
+        table is valid until ``close``."""
         if self.pool is None:
             return None
-        try:
-            late = [i for i, job in enumerate(self.jobs) if job.cancel()]       # not started: run them wide
-            if len(self.jobs) < len(self.groups) or len(frames) != len(self.out):
-                return None
-            found = [None if i in late else job.result() for i, job in enumerate(self.jobs)]
-            redo = self.search._map(self._group, [self.groups[i] for i in late])
-            for i, part in zip(late, redo):
-                found[i] = part
-            return self.table, found
-        finally:
-            self.close()
+        late = [i for i, job in enumerate(self.jobs) if job.cancel()]       # not started: run them wide
+        if len(self.jobs) < len(self.groups) or len(frames) != len(self.out):
+            self._stop()
+            return None
+        found = [None if i in late else job.result() for i, job in enumerate(self.jobs)]
+        self._stop()
+        redo = self.search._map(self._group, [self.groups[i] for i in late])
+        for i, part in zip(late, redo):
+            found[i] = part
+        return self.table, found
 
-    def close(self) -> None:
-        """Let the worker go (after the group it is on); nothing of it is used after this."""
+    def _stop(self) -> None:
         if self.pool is not None:
             for job in self.jobs:
                 job.cancel()
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown(wait=True)       # after the group it is on
             self.pool = None
+
+    def close(self) -> None:
+        """Once the video's detection is done (or abandoned): the worker stops, the table goes back."""
+        self._stop()
+        if self.out is not None:
+            self.search._give_table(self.buf)
+            self.out = self.buf = self.table = None
 
