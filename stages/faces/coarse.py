@@ -5,11 +5,11 @@ Whole frames are searched only at the pyramid levels of faces at least ``coarse_
 levels only around the faces that could be the subject and where the subject is missing. Every P-Net window
 used is one of the whole search's, with the same score, and goes through the same NMS, R-Net and O-Net, so
 the subject's boxes are the whole search's, not re-estimates. At 79 px, 16 frames, one thread, interleaved
-with the whole search (bench/faces_coarse.py): 3.5-5.4x less CPU time at 1080p/720p with one face, 2.7x on the
-portrait DFDC clip (small face), 1.9x on the street clip (many small faces), 3-4x at 480p/512 px, 1.5-2x at
-256 px; the same subject frames and IoU 1.0 on all 21 dev clips and the sample clips
-(tests/test_faces_coarse.py). Exactness matters: on the street clip the subject is 56 px and another person
-55 px, so a re-estimated box can switch who the subject is.
+with the whole search (bench/faces_coarse.py, subject rule 'track'): 3.5-5.2x less CPU time at 1080p/720p
+with one face, 2.3-2.5x on the portrait DFDC clips, 1.5x on the street clip (many small faces), 2.8-4.4x at
+480p/512 px, 1.5-1.8x at 256 px; the same subject frames and IoU 1.0 on all 21 dev clips and the sample clips
+(tests/test_faces_coarse.py). Exactness matters: on the street clip two faces are 57 and 55 px, so a
+re-estimated box can switch who the subject is.
 """
 from __future__ import annotations
 

@@ -44,10 +44,11 @@ class FaceConfig:
                                       omit_default=True)
     second_look_accept: float = field(0.9, "second look: O-Net probability a face in the region needs (P-Net and "
                                            "R-Net run at 0.5 there)", omit_default=True)
-    subject: str = field("track", "how the video's subject is chosen: 'track', the face followed through the "
-                                  "most of the video (the largest sum of box sides over the frames it is found in; "
-                                  "each frame is compared with the track's last two boxes), or 'largest', the "
-                                  "largest confident face followed from its last box (the rule before issue 18)",
+    subject: str = field("track", "how the video's subject is chosen: 'track', the face seen through most of "
+                                  "the video (the track with the largest sum of box sides over the frames it is "
+                                  "found in; each frame is compared with the track's last two boxes), or "
+                                  "'largest', the largest confident face followed from its last box (the rule "
+                                  "before issue 18)",
                          choices=("track", "largest"))
     min_prob: float = field(0.9, "probability a face needs to seed the video's subject")
     track_iou: float = field(0.3, "least overlap (IoU) with the subject's last box to follow it")

@@ -72,7 +72,7 @@ def centre_distance(last: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.linalg.norm((boxes[:, :2] + boxes[:, 2:]) / 2 - centre, axis=-1) / side
 
 
-def _match(last: np.ndarray, boxes: np.ndarray, cfg: FaceConfig):
+def _match(last: np.ndarray, boxes: np.ndarray, cfg: FaceConfig) -> int | np.ndarray:
     """Index of the box in ``boxes`` (n, 4) that continues a subject last seen at ``last`` (4,), or -1: the best
     overlap if it reaches ``track_iou``, else the nearest centre within ``track_dist``. For (m, 4) ``last``
     boxes, (m,) int64: the answer for each."""
