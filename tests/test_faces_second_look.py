@@ -5,6 +5,7 @@ and darkened with ffmpeg's ``eq`` filter, so that the first search loses the sub
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -40,10 +41,12 @@ def clip_pair(tmp_path_factory):
     return orig, darken(orig, base / "dark.mp4", "gamma=0.3")
 
 
-def first_search(det, path):
+def first_search(det, path, subject: str | None = None):
+    """Frames, detections and the subject's track (``subject``: the FaceConfig rule, default the detector's)."""
     frames = sample_frames(path, N).frames
     dets = det.detect(frames)
-    return frames, dets, select_subject(dets, frames.shape[1:3], det.cfg)
+    cfg = det.cfg if subject is None else dataclasses.replace(det.cfg, subject=subject)
+    return frames, dets, select_subject(dets, frames.shape[1:3], cfg)
 
 
 def ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -84,10 +87,15 @@ def test_a_complete_track_is_not_looked_at_again(det, clip_pair):
 
 
 def test_the_subject_is_not_invented_where_it_left(det, tmp_path):
-    """The subject steps out of frames 4, 5, 7 and 8 while another person stands next to where it was."""
+    """The subject steps out of frames 4, 5, 7 and 8 while another person stands next to where it was.
+
+    The subject is the larger face by the largest-face rule: the default track rule would follow the other
+    person, who is in every frame (tests/test_faces_track.py covers that choice; this test is the second
+    look's)."""
     gone = (4, 5, 7, 8)
     people = [Person(1, 90, 0.4, absent=gone), Person(0, 75, 0.6)]
-    frames, dets, track = first_search(det, face_clip(tmp_path / "gone.mp4", people, np.full(N, 0.9), N))
+    frames, dets, track = first_search(det, face_clip(tmp_path / "gone.mp4", people, np.full(N, 0.9), N),
+                                       "largest")
     assert not track.found[list(gone)].any() and track.found.sum() == N - len(gone)
     assert all(len(dets[t]) for t in gone)          # the other person is found there, next to the gap
     looked = second_look(frames, dets, track, det)
@@ -96,11 +104,13 @@ def test_the_subject_is_not_invented_where_it_left(det, tmp_path):
 
 
 def test_a_dark_subject_next_to_another_person_keeps_its_track(det, tmp_path):
+    """The larger face, lost in the dim frames, is followed (the largest-face rule: the track rule would take
+    the other person, whom the dark copy's first search finds in more frames; README, "Subject")."""
     people = [Person(1, 90, 0.4), Person(0, 75, 0.6)]
     orig = face_clip(tmp_path / "two.mp4", people, LIGHT, N)
-    _, _, ref = first_search(det, orig)
+    _, _, ref = first_search(det, orig, "largest")
     assert ref.found.all()
-    frames, dets, track = first_search(det, darken(orig, tmp_path / "two_dark.mp4", "gamma=0.3"))
+    frames, dets, track = first_search(det, darken(orig, tmp_path / "two_dark.mp4", "gamma=0.3"), "largest")
     gaps = np.flatnonzero(~track.found)
     assert len(gaps) >= 3
     looked = second_look(frames, dets, track, det)

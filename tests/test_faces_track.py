@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.core.config import ConfigError, identity_of
 from stages.faces import Detections, FaceConfig, Track, crop_faces, select_subject
 from stages.faces.crop import square_window
-from stages.faces.track import smooth_boxes
+from stages.faces.track import reference_boxes, smooth_boxes
 
 H, W = 240, 320
 
@@ -117,3 +118,95 @@ def test_fallback_for_frames_without_the_subject(fallback, expect_valid):
     crops, valid = crop_faces(frames, track, crop=48, fallback=fallback)
     assert valid.tolist() == [True, expect_valid]
     assert (crops[1] == 90).all() == expect_valid
+
+
+# ---- the subject is the best track (issue 18's coverage point) ------------------------------------------
+def spurious_box_clip() -> list[Detections]:
+    """A 40 px face in 7 of 8 frames (missed in frame 5) and, in frame 3 only, a confident 200 px box
+    elsewhere (a detector false positive, as on dfdc_part10_yhffcuhhjy)."""
+    frames = []
+    for t in range(8):
+        faces = [] if t == 5 else [(box_at(250 + t, 170, 40), 0.97)]
+        if t == 3:
+            faces.append(((0, 0, 200, 200), 0.98))
+        frames.append(dets(*faces))
+    return frames
+
+
+def jerk_clip() -> list[Detections]:
+    """One person whose head jerks right in frame 5 (the largest box of the clip): frame 5 continues neither
+    neighbour (frame 4 moved left, frame 6 is back) but does continue frame 3, and frame 6 continues frame 4
+    (liveportrait_driving_d12)."""
+    xs = [100, 100, 100, 100, 80, 125, 85, 90]
+    return [dets((box_at(x, 120, 66 if t == 5 else 60), 0.99)) for t, x in enumerate(xs)]
+
+
+def test_a_one_frame_spurious_big_box_loses_to_a_face_seen_in_most_frames():
+    track = select_subject(spurious_box_clip(), (H, W), FaceConfig(smooth=1))
+    assert track.found.tolist() == [True] * 5 + [False] + [True] * 2
+    centres = (track.boxes[track.found, :2] + track.boxes[track.found, 2:]) / 2
+    np.testing.assert_allclose(centres[:, 1], 170)                  # the 40 px face, never the big box
+    assert (track.boxes[track.found, 2] - track.boxes[track.found, 0] == 40).all()
+
+
+def test_a_one_frame_jerk_keeps_the_track_whole():
+    track = select_subject(jerk_clip(), (H, W), FaceConfig(smooth=1))
+    assert track.found.all()
+    np.testing.assert_allclose((track.boxes[:, 0] + track.boxes[:, 2]) / 2, [100, 100, 100, 100, 80, 125, 85, 90])
+
+
+def test_the_largest_rule_is_the_rule_before_tracks():
+    """subject='largest': seeded at the largest confident face and followed from its last box only."""
+    cfg = FaceConfig(smooth=1, subject="largest")
+    track = select_subject(spurious_box_clip(), (H, W), cfg)
+    assert track.found.tolist() == [False, False, False, True, False, False, False, False]
+    assert track.boxes[3].tolist() == [0, 0, 200, 200]
+    track = select_subject(jerk_clip(), (H, W), cfg)           # seeded at the jerk, which its neighbours miss
+    assert track.found.tolist() == [True, True, True, True, False, True, False, False]
+
+
+def test_a_two_person_clip_keeps_the_larger_person_even_if_it_is_missed_once():
+    """Box sides, not frame counts, decide: 60 px in 7 of 8 frames beats 40 px (more confident) in all 8."""
+    frames = [dets(*([] if t == 2 else [(box_at(90 + 2 * t, 120, 60), 0.95)]), (box_at(250, 80, 40), 0.999))
+              for t in range(8)]
+    track = select_subject(frames, (H, W), FaceConfig(smooth=1))
+    assert track.found.tolist() == [True, True, False] + [True] * 5
+    np.testing.assert_allclose(track.boxes[track.found, 2] - track.boxes[track.found, 0], 60)
+
+
+def test_a_larger_person_entering_late_does_not_take_the_track():
+    """Someone larger walks in for the last three frames on the other side: the subject seen throughout stays
+    (the largest-face rule would switch to the newcomer and lose the first five frames)."""
+    frames = []
+    for t in range(8):
+        faces = [(box_at(80 + 3 * t, 120, 60), 0.98)]
+        if t >= 5:
+            faces.append((box_at(250, 110, 70), 0.9999))
+        frames.append(dets(*faces))
+    track = select_subject(frames, (H, W), FaceConfig(smooth=1))
+    assert track.found.all()
+    np.testing.assert_allclose((track.boxes[:, 0] + track.boxes[:, 2]) / 2, [80 + 3 * t for t in range(8)])
+    assert not select_subject(frames, (H, W), FaceConfig(smooth=1, subject="largest")).found[:5].any()
+
+
+def test_reference_boxes_are_the_two_boxes_the_tracker_compared_with():
+    frames = jerk_clip()
+    frames[6] = dets()                                  # missed: the tracker compared it with frames 5 and 4
+    cfg = FaceConfig(smooth=1)
+    track = select_subject(frames, (H, W), cfg)
+    assert not track.found[6] and track.found[7]      # frame 7 continues frame 4 (second box remembered)
+    ref = reference_boxes(frames, track, cfg)           # (T, 2, 4): latest box first, NaN where none
+    assert ref.shape == (8, 2, 4)
+    np.testing.assert_array_equal(ref[6], [frames[5].boxes[0], frames[4].boxes[0]])
+    np.testing.assert_array_equal(ref[7], [frames[5].boxes[0], frames[4].boxes[0]])
+    assert np.isnan(ref[track.seed]).all()
+    largest = FaceConfig(smooth=1, subject="largest")
+    ref = reference_boxes(frames, select_subject(frames, (H, W), largest), largest)
+    assert np.isnan(ref[:, 1]).all()                    # one box remembered
+
+
+def test_the_subject_rule_is_in_the_identity_and_validated():
+    assert identity_of(FaceConfig())["subject"] == "track"
+    assert identity_of(FaceConfig(subject="largest"))["subject"] == "largest"
+    with pytest.raises(ConfigError):
+        FaceConfig(subject="biggest")

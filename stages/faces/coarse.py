@@ -5,11 +5,11 @@ Whole frames are searched only at the pyramid levels of faces at least ``coarse_
 levels only around the faces that could be the subject and where the subject is missing. Every P-Net window
 used is one of the whole search's, with the same score, and goes through the same NMS, R-Net and O-Net, so
 the subject's boxes are the whole search's, not re-estimates. At 79 px, 16 frames, one thread, interleaved
-with the whole search (bench/faces_coarse.py): 3.5-5.4x less CPU time at 1080p/720p with one face, 2.7x on the
-portrait DFDC clip (small face), 1.9x on the street clip (many small faces), 3-4x at 480p/512 px, 1.5-2x at
-256 px; the same subject frames and IoU 1.0 on all 21 dev clips and the sample clips
-(tests/test_faces_coarse.py). Exactness matters: on the street clip the subject is 56 px and another person
-55 px, so a re-estimated box can switch who the subject is.
+with the whole search (bench/faces_coarse.py, subject rule 'track'): 3.5-5.2x less CPU time at 1080p/720p
+with one face, 2.3-2.5x on the portrait DFDC clips, 1.5x on the street clip (many small faces), 2.8-4.4x at
+480p/512 px, 1.5-1.8x at 256 px; the same subject frames and IoU 1.0 on all 21 dev clips and the sample clips
+(tests/test_faces_coarse.py). Exactness matters: on the street clip two faces are 57 and 55 px, so a
+re-estimated box can switch who the subject is.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from stages.faces import boxes as bx
-from stages.faces.config import Detections
+from stages.faces.config import Detections, FaceConfig
 from stages.faces.detector import FaceDetector, StageClock, level_rows, split_detections
 from stages.faces.nets import MEAN, SCALE
+from stages.faces.track import Track, _area, reference_boxes, select_subject, subject_seed
 
 _KEEP_TABLE = 160 << 20     # largest summed-area table storage a detector keeps between calls (coarse_min_face)
 # Coarse-first search (FaceConfig.coarse_min_face), measured on the 21 dev clips with its smallest window at 56
@@ -154,21 +155,22 @@ class CoarseSearch:
         1. Coarse search: P-Net over whole frames on the pyramid levels whose window is at least
            ``coarse_min_face`` (the same levels, pixels and scores as the whole search), then R-Net and O-Net
            on its likelier candidates (``coarse_threshold``) with a strict NMS (``coarse_nms``): where the
-           faces are, roughly. While the subject (the largest confident face) is less than _SEED_MARGIN x the
-           coarse search's smallest window, a larger face could have been missed: the coarse search takes
-           the next smaller level too.
+           faces are, roughly. While the subject (the face it is followed from, ``_subject_side``: the exact
+           boxes' subject once there are some, else the coarse faces') is less than _SEED_MARGIN x the coarse
+           search's smallest window, a larger face could have been missed: the coarse search takes the next
+           smaller level too.
         2. Around each face found that could be the subject (at least _RIVAL x its size), the candidates
            whose window overlaps it: those of the coarse levels, and those of the smaller levels down to
            ``region_band`` x its size, searched only where they can overlap it (``region_pnet``). They go
            through the whole search's NMS, R-Net and O-Net, so a face's box is the one the whole search gives
            (IoU 1.0 on every dev clip), not a re-estimate.
-        3. The subject is tracked (``select_subject``). Where it is missing, the faces overlapping the box
-           the tracker compared that frame with are searched down to ``min_face`` (they are the only ones it
-           could take there). 1 to 3 are repeated until nothing changes.
+        3. The subject is tracked (``select_subject``). Where it is missing, the faces overlapping the boxes
+           the tracker compared that frame with (``reference_boxes``: the track's last two) are searched down
+           to ``min_face`` (they are the only ones it could take there). 1 to 3 are repeated until nothing
+           changes; the subject found may change between rounds (a smaller face seen in more frames), and
+           with it the faces searched around.
         Other faces are reported only where they were searched around.
         """
-        from stages.faces.track import reference_boxes, select_subject
-
         cfg = self.det.cfg
         clock = StageClock(profile, self.det.device)
         n, height, width = frames.shape[:3]
@@ -196,8 +198,8 @@ class CoarseSearch:
                 wide = tuple(torch.cat(x) for x in zip(wide, *(f[:3] for f in found)))
                 faces += [face for f in found for face in f[3]]
                 levels = []
-            exact = _seed_side(dets, cfg.min_prob)
-            seed = exact if exact else _seed_side_of(faces, cfg.min_prob)
+            # the subject's side: its seed's in the exact boxes so far, else in the coarse search's rough ones
+            seed = _subject_side(dets, track, cfg) or _subject_side(_as_detections(faces, n), None, cfg)
             smallest = min((12.0 / s for s in scales if s not in fine), default=0.0)
             if fine and seed < _SEED_MARGIN * smallest:
                 levels = [fine.pop()]                   # the next smaller level on whole frames too
@@ -217,9 +219,9 @@ class CoarseSearch:
                     targets[t].append((*box, cfg.region_band * side, 0.0))
                     todo.add(t)
             if track is not None and track.found.any():   # where the subject is missing: what it could match
-                expected = reference_boxes(dets, track, cfg)
-                for t in np.flatnonzero(~track.found & ~np.isnan(expected[:, 0])):
-                    target = (*expected[t].tolist(), cfg.min_face, 0.5)
+                expected = reference_boxes(dets, track, cfg)           # (T, 2, 4): the boxes it was compared with
+                for t, k in zip(*np.nonzero(~track.found[:, None] & ~np.isnan(expected[..., 0]))):
+                    target = (*expected[t, k].tolist(), cfg.min_face, 0.5)
                     if targets[t] is not None and target not in targets[t]:
                         targets[t].append(target)
                         todo.add(int(t))
@@ -319,23 +321,28 @@ def _iou(a, b) -> float:
     return iw * ih / union if union > 0 else 0.0
 
 
-def _seed_side(dets: list[Detections], min_prob: float) -> float:
-    """Side (square root of the area) of the largest face of at least ``min_prob`` over all frames: the
-    subject's seed; 0 if there is none."""
-    best = 0.0
-    for d in dets:
-        ok = d.probs >= min_prob
-        if ok.any():
-            b = d.boxes[ok]
-            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-            best = max(best, float(area.max()))
-    return float(np.sqrt(best))
+def _subject_side(dets: list[Detections], track: Track | None, cfg: FaceConfig) -> float:
+    """Side (square root of the area) of the face the subject of ``dets`` is followed from (``track.seed``,
+    or ``subject_seed(dets)`` when ``track`` is None), if it is confident; 0 otherwise (no confident face
+    anywhere). Under ``subject='largest'`` it is the largest confident face; under ``'track'`` the seed of the
+    best track, which can be smaller than a face seen in fewer frames."""
+    seed = subject_seed(dets, cfg) if track is None else \
+        (track.seed, int(track.chosen[track.seed])) if track.seed >= 0 else None
+    if seed is None:
+        return 0.0
+    d = dets[seed[0]]
+    return float(np.sqrt(_area(d.boxes[seed[1]]))) if d.probs[seed[1]] >= cfg.min_prob else 0.0
 
 
-def _seed_side_of(faces: list, min_prob: float) -> float:
-    """``_seed_side`` of coarse faces [(frame, box, prob)]; 0 if none is confident."""
-    areas = [(b[2] - b[0]) * (b[3] - b[1]) for _, b, p in faces if p >= min_prob]
-    return float(np.sqrt(max(areas))) if areas else 0.0
+def _as_detections(faces: list, n: int) -> list[Detections]:
+    """The coarse search's faces [(frame, box, prob)] as Detections of n frames (no landmarks: never read)."""
+    boxes: list[list] = [[] for _ in range(n)]
+    probs: list[list] = [[] for _ in range(n)]
+    for t, box, prob in faces:
+        boxes[t].append(box)
+        probs[t].append(prob)
+    return [Detections(np.array(b, np.float32).reshape(-1, 4), np.array(p, np.float32),
+                       np.zeros((len(p), 5, 2), np.float32)) for b, p in zip(boxes, probs)]
 
 
 class FirstRound:

@@ -44,7 +44,13 @@ class FaceConfig:
                                       omit_default=True)
     second_look_accept: float = field(0.9, "second look: O-Net probability a face in the region needs (P-Net and "
                                            "R-Net run at 0.5 there)", omit_default=True)
-    min_prob: float = field(0.9, "probability a face needs to be chosen as the video's subject")
+    subject: str = field("track", "how the video's subject is chosen: 'track', the face seen through most of "
+                                  "the video (the track with the largest sum of box sides over the frames it is "
+                                  "found in; each frame is compared with the track's last two boxes), or "
+                                  "'largest', the largest confident face followed from its last box (the rule "
+                                  "before issue 18)",
+                         choices=("track", "largest"))
+    min_prob: float = field(0.9, "probability a face needs to seed the video's subject")
     track_iou: float = field(0.3, "least overlap (IoU) with the subject's last box to follow it")
     track_dist: float = field(0.5, "or at most this centre distance, in units of the last box's size")
     smooth: int = field(3, "moving-average window over sampled frames for the subject's box (1: off)")
@@ -63,6 +69,8 @@ class FaceConfig:
             raise ConfigError("max_side must be >= 0 and detect_scale in (0, 1]")
         if self.cpu_engine not in ("auto", "mkldnn", "eager"):
             raise ConfigError(f"cpu_engine must be auto, mkldnn or eager, got {self.cpu_engine!r}")
+        if self.subject not in ("track", "largest"):
+            raise ConfigError(f"subject must be 'track' or 'largest', got {self.subject!r}")
         if self.fallback not in ("missing", "frame"):
             raise ConfigError(f"fallback must be 'missing' or 'frame', got {self.fallback!r}")
         if self.coarse_min_face < 0 or not 0 < self.coarse_nms <= 1 or not 0 <= self.coarse_threshold <= 1 \

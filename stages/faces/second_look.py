@@ -243,4 +243,4 @@ def second_look(frames: np.ndarray, dets: Sequence[Detections], track: Track, de
         return done(track)
     boxes = smooth_boxes(raw, anchors, cfg.smooth)
     boxes[anchors] = _clamp_centre(boxes[anchors], *frames.shape[1:3])
-    return done(Track(boxes.astype(np.float32), probs.astype(np.float32), anchors, chosen))
+    return done(Track(boxes.astype(np.float32), probs.astype(np.float32), anchors, chosen, track.seed))
