@@ -37,7 +37,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+        out += x if self.downsample is None else self.downsample(x)      # in place: no new 4w-channel tensor
+        return self.relu(out)
 
 
 class ResNet50(nn.Module):
