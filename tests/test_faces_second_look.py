@@ -87,15 +87,11 @@ def test_a_complete_track_is_not_looked_at_again(det, clip_pair):
 
 
 def test_the_subject_is_not_invented_where_it_left(det, tmp_path):
-    """The subject steps out of frames 4, 5, 7 and 8 while another person stands next to where it was.
-
-    The subject is the larger face by the largest-face rule: the default track rule would follow the other
-    person, who is in every frame (tests/test_faces_track.py covers that choice; this test is the second
-    look's)."""
+    """The subject steps out of frames 4, 5, 7 and 8 while another person stands next to where it was: the
+    larger face stays the subject (its track spans every frame) and nobody is put in its gaps."""
     gone = (4, 5, 7, 8)
     people = [Person(1, 90, 0.4, absent=gone), Person(0, 75, 0.6)]
-    frames, dets, track = first_search(det, face_clip(tmp_path / "gone.mp4", people, np.full(N, 0.9), N),
-                                       "largest")
+    frames, dets, track = first_search(det, face_clip(tmp_path / "gone.mp4", people, np.full(N, 0.9), N))
     assert not track.found[list(gone)].any() and track.found.sum() == N - len(gone)
     assert all(len(dets[t]) for t in gone)          # the other person is found there, next to the gap
     looked = second_look(frames, dets, track, det)
@@ -104,13 +100,13 @@ def test_the_subject_is_not_invented_where_it_left(det, tmp_path):
 
 
 def test_a_dark_subject_next_to_another_person_keeps_its_track(det, tmp_path):
-    """The larger face, lost in the dim frames, is followed (the largest-face rule: the track rule would take
-    the other person, whom the dark copy's first search finds in more frames; README, "Subject")."""
+    """The larger face, lost in some dim frames, stays the subject (the track spanning them keeps its
+    weight against the other person, found in more of them) and the second look fills its gaps with it."""
     people = [Person(1, 90, 0.4), Person(0, 75, 0.6)]
     orig = face_clip(tmp_path / "two.mp4", people, LIGHT, N)
-    _, _, ref = first_search(det, orig, "largest")
+    _, _, ref = first_search(det, orig)
     assert ref.found.all()
-    frames, dets, track = first_search(det, darken(orig, tmp_path / "two_dark.mp4", "gamma=0.3"), "largest")
+    frames, dets, track = first_search(det, darken(orig, tmp_path / "two_dark.mp4", "gamma=0.3"))
     gaps = np.flatnonzero(~track.found)
     assert len(gaps) >= 3
     looked = second_look(frames, dets, track, det)

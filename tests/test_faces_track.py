@@ -174,6 +174,21 @@ def test_a_two_person_clip_keeps_the_larger_person_even_if_it_is_missed_once():
     np.testing.assert_allclose(track.boxes[track.found, 2] - track.boxes[track.found, 0], 60)
 
 
+def test_a_dim_subject_lost_in_several_frames_keeps_its_weight_over_a_smaller_face():
+    """60 px, lost in 3 dim frames in the middle (5 of 8 found: 300 px of sides) against 45 px found in all 8
+    (360): the track spans all 8 frames, so it weighs 480 and stays the subject; frames it was never seen
+    before or after count for nothing (a 60 px face seen only in the last 5 frames weighs 300 and loses)."""
+    lost = (2, 3, 4)
+    frames = [dets(*([] if t in lost else [(box_at(90, 120, 60), 0.95)]), (box_at(250, 80, 45), 0.999))
+              for t in range(8)]
+    track = select_subject(frames, (H, W), FaceConfig(smooth=1))
+    assert track.found.tolist() == [t not in lost for t in range(8)]
+    np.testing.assert_allclose(track.boxes[track.found, 2] - track.boxes[track.found, 0], 60)
+    late = [dets(*([] if t < 3 else [(box_at(90, 120, 60), 0.95)]), (box_at(250, 80, 45), 0.999)) for t in range(8)]
+    track = select_subject(late, (H, W), FaceConfig(smooth=1))
+    assert track.found.all() and (track.boxes[:, 2] - track.boxes[:, 0] == 45).all()
+
+
 def test_a_larger_person_entering_late_does_not_take_the_track():
     """Someone larger walks in for the last three frames on the other side: the subject seen throughout stays
     (the largest-face rule would switch to the newcomer and lose the first five frames)."""

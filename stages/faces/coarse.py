@@ -121,13 +121,22 @@ class CoarseSearch:
         table[:, :, 0] = 0
         return buf, table
 
-    def _integral_image(self, images: torch.Tensor) -> torch.Tensor:
-        """``bx.integral_image`` into storage kept between calls (per thread, up to _KEEP_TABLE bytes): the
+    def _kept_table(self, n: int, h: int, w: int) -> torch.Tensor:
+        """A summed-area table in storage kept between calls (per thread, up to _KEEP_TABLE bytes): the
         first touch of a fresh 100 MB table (16 frames at 960x540) cost as much as filling it here."""
-        buf, table = self._table_of(getattr(self.kept, "table", None), *images.shape, self.det.device)
+        buf, table = self._table_of(getattr(self.kept, "table", None), n, h, w, 3, self.det.device)
         if buf.numel() * buf.element_size() <= _KEEP_TABLE:
             self.kept.table = buf
-        return bx.fill_integral_image(table, images)
+        return table
+
+    @torch.inference_mode()     # thread-local: worker threads need it too
+    def _first(self, table: torch.Tensor, frames, levels: list[float], g: list[int], profile: dict | None):
+        """The first round on the consecutive frames ``g``: scaled to the detection size and summed into
+        ``table``, then the coarse search at ``levels`` (``_coarse``). The same work wherever it runs."""
+        clock, (a, b) = StageClock(profile, self.det.device), (g[0], g[-1] + 1)
+        bx.fill_integral_image(table[a:b], self.det.to_detection_scale(frames[a:b]))
+        clock.lap("scale")
+        return self._coarse(table, levels, g, profile)
 
     def _take_table(self, n: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Storage and table for a ``FirstRound``, from the few kept for them (a video decoding ahead fills
@@ -174,15 +183,16 @@ class CoarseSearch:
         cfg = self.det.cfg
         clock = StageClock(profile, self.det.device)
         n, height, width = frames.shape[:3]
+        h, w = self.det.detection_size(height, width)
+        scales, fine, levels = self._levels(h, w)      # fine: the levels searched only around faces
+        groups = self._coarse_groups(n)
         early = start.result(frames) if start is not None else None   # the first round, run during decoding
-        if early is None:
-            table = self._integral_image(self.det.to_detection_scale(frames))
+        if early is None:                              # the first round now, group by group on the workers
+            table = self._kept_table(n, h, w)
+            first = self._map(lambda g: self._first(table, frames, levels, g, profile), groups)
         else:
             table, first = early
-        h, w = table.shape[1] - 1, table.shape[2] - 1
-        clock.lap("scale")
-        groups = self._coarse_groups(n)
-        scales, fine, levels = self._levels(h, w)      # fine: the levels searched only around faces
+        levels = []
         wide = level_rows([], self.det.device)             # whole-frame P-Net candidates, frames, window sides
         faces: list = []                                # what the coarse search found: (frame, box, prob)
         # targets[t]: (x1, y1, x2, y2, smallest window, core growth) per face searched around, in detection
@@ -191,10 +201,9 @@ class CoarseSearch:
         dets = [Detections.empty()] * n
         track = None
         for _ in range(4 * len(scales) + 8):          # rounds: two to four are the rule
-            if levels:                                  # (more of) the coarse search
-                found = self._map(lambda g: self._coarse(table, levels, g, profile), groups) \
-                    if early is None else first
-                early = None
+            if levels or first:                         # (more of) the coarse search
+                found = first or self._map(lambda g: self._coarse(table, levels, g, profile), groups)
+                first = None
                 wide = tuple(torch.cat(x) for x in zip(wide, *(f[:3] for f in found)))
                 faces += [face for f in found for face in f[3]]
                 levels = []
@@ -380,11 +389,8 @@ class FirstRound:
         self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,),
                                        thread_name_prefix="first-round")
 
-    @torch.inference_mode()     # thread-local
     def _group(self, g: list[int]):
-        a, b = g[0], g[-1] + 1
-        bx.fill_integral_image(self.table[a:b], self.search.det.to_detection_scale(self.out[a:b]))
-        return self.search._coarse(self.table, self.levels, g, None)
+        return self.search._first(self.table, self.out, self.levels, g, None)
 
     def result(self, frames: torch.Tensor) -> tuple | None:
         """(the frames' summed-area table at the detection scale, the first round per group), or None when these

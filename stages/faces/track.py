@@ -175,10 +175,19 @@ def _best_track(faces: _Faces, dets: Sequence[Detections], cfg: FaceConfig) -> t
     best, score = None, -1.0
     for b0 in seeds:
         chosen, _ = _follow(step, n, frame[b0], b0, memory)
-        s = sum(sides[b] for b in chosen if b >= 0)
+        s = _span_score(chosen, sides)
         if s > score:                           # strictly: a tie keeps the larger seed
             best, score = (frame[b0], chosen), s
     return best
+
+
+def _span_score(chosen: list[int], sides: list[float]) -> float:
+    """A candidate track's weight: the sum of its face sides over every frame from its first found frame to
+    its last, a gap counted at the sides interpolated across it. The person seen on both sides of a gap is
+    taken to be there in it (a face lost in a few dim frames keeps its weight against a smaller face found
+    throughout); frames before its first or after its last sighting count for nothing."""
+    t = [i for i, b in enumerate(chosen) if b >= 0]
+    return float(np.interp(np.arange(t[0], t[-1] + 1), t, [sides[chosen[i]] for i in t]).sum())
 
 
 def subject_seed(dets: Sequence[Detections], cfg: FaceConfig | None = None) -> tuple[int, int] | None:
