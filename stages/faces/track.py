@@ -29,6 +29,7 @@ import numpy as np
 from stages.faces.config import Detections, FaceConfig
 
 _MEMORY = {"track": 2, "largest": 1}     # boxes of the track a frame's faces are compared with
+SIZE_RATIO = 1.6     # subject="track": a face continues a track only with a side within [1/r, r] x the last one's
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,17 @@ def centre_distance(last: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def _match(last: np.ndarray, boxes: np.ndarray, cfg: FaceConfig) -> int | np.ndarray:
     """Index of the box in ``boxes`` (n, 4) that continues a subject last seen at ``last`` (4,), or -1: the best
-    overlap if it reaches ``track_iou``, else the nearest centre within ``track_dist``. For (m, 4) ``last``
-    boxes, (m,) int64: the answer for each."""
+    overlap if it reaches ``track_iou``, else the nearest centre within ``track_dist``; under the track rule
+    only among faces whose side is within SIZE_RATIO of the last one's. For (m, 4) ``last`` boxes, (m,)
+    int64: the answer for each."""
     if not len(boxes):
         return -1 if last.ndim == 1 else np.full(len(last), -1, np.int64)
     iou = _iou(last, boxes)                                 # (n,) or (m, n)
     dist = centre_distance(last, boxes)
+    if cfg.subject == "track":                  # and of a like size: a face twice as big is someone else
+        ratio = np.sqrt(np.maximum(_area(boxes), 1e-9) / np.maximum(_area(last[..., None, :]), 1e-9))
+        alike = (ratio <= SIZE_RATIO) & (ratio >= 1 / SIZE_RATIO)
+        iou, dist = np.where(alike, iou, 0.0), np.where(alike, dist, np.inf)
     by_iou, by_dist = iou.argmax(axis=-1), dist.argmin(axis=-1)
     ok_iou = np.take_along_axis(iou, np.expand_dims(by_iou, -1), -1)[..., 0] >= cfg.track_iou
     ok_dist = np.take_along_axis(dist, np.expand_dims(by_dist, -1), -1)[..., 0] <= cfg.track_dist
@@ -181,13 +187,19 @@ def _best_track(faces: _Faces, dets: Sequence[Detections], cfg: FaceConfig) -> t
     return best
 
 
+MAX_GAP = 4         # sampled frames: a longer gap between two sightings of a track adds nothing to its weight
+
+
 def _span_score(chosen: list[int], sides: list[float]) -> float:
-    """A candidate track's weight: the sum of its face sides over every frame from its first found frame to
-    its last, a gap counted at the sides interpolated across it. The person seen on both sides of a gap is
-    taken to be there in it (a face lost in a few dim frames keeps its weight against a smaller face found
-    throughout); frames before its first or after its last sighting count for nothing."""
+    """A candidate track's weight: the sum of its face sides where it was found, plus the sides interpolated
+    across each gap of at most MAX_GAP frames between two sightings. The person seen on both sides of a
+    short gap is taken to be there in it: a face lost in a few dim frames keeps its weight against a smaller
+    face found in all of them. A long gap adds nothing (three sightings in frames 0, 1 and 10 of a noisy crowd
+    would otherwise outweigh the subject seen in 13), nor do frames before the first or after the last."""
     t = [i for i, b in enumerate(chosen) if b >= 0]
-    return float(np.interp(np.arange(t[0], t[-1] + 1), t, [sides[chosen[i]] for i in t]).sum())
+    found = [sides[chosen[i]] for i in t]
+    gaps = sum((b - a - 1) * (x + y) / 2 for a, b, x, y in zip(t, t[1:], found, found[1:]) if b - a - 1 <= MAX_GAP)
+    return sum(found) + gaps
 
 
 def subject_seed(dets: Sequence[Detections], cfg: FaceConfig | None = None) -> tuple[int, int] | None:
