@@ -170,12 +170,11 @@ def iter_frames(path, p: Plan, info: VideoInfo, out: np.ndarray, threads: int = 
 
 
 def sample_frames(path, n: int, scheme: str = "noref", info: VideoInfo | None = None, threads: int = 0,
-                  pool: "FramePool | None" = None, on_frame=None) -> SampledFrames:
+                  pool: "FramePool | None" = None) -> SampledFrames:
     """Decode ``n`` evenly spaced frames of ``path``; raises MediaError with a one-line reason.
 
     ``pool``: where the frame buffer comes from (page-faulting a fresh 100 MB array for every 1080p video
-    costs CPU); give the frames back to it when done with them. ``on_frame(out, k)``: called as soon as
-    slot k of the buffer ``out`` (K, H, W, 3) is filled, while ffmpeg goes on decoding.
+    costs CPU); give the frames back to it when done with them.
     """
     info = info or probe(path)
     p = plan(info, n, scheme)
@@ -186,8 +185,7 @@ def sample_frames(path, n: int, scheme: str = "noref", info: VideoInfo | None = 
     k = 0
     try:
         for k in iter_frames(path, p, info, out, threads, shown):
-            if on_frame is not None:
-                on_frame(out, k)
+            pass
     except BaseException:
         if pool is not None:
             pool.give(out)

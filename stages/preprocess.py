@@ -99,39 +99,30 @@ class FaceStage:
         self.ffmpeg_threads = 0          # ffmpeg's own choice; an engine sharing the cores sets it
         self.perturbation = perturb.parse(cfg.perturb) if cfg.perturb else None
 
-    def decode(self, path: str, start=None) -> SampledFrames | MediaError:
-        """The one place a path becomes decoded frames, or the reason it cannot. ``start``: the detector's
-        ``first_round()``, handed each frame as it is decoded."""
+    def decode(self, path: str) -> SampledFrames | MediaError:
+        """The one place a path becomes decoded frames, or the reason it cannot."""
         try:
             return sample_frames(path, self.cfg.frames, self.cfg.sampling, threads=self.ffmpeg_threads,
-                                 pool=self.pool, on_frame=None if start is None else start.frame)
+                                 pool=self.pool)
         except MediaError as exc:
             return exc
 
-    def prepare(self, entry: VideoEntry, sampled: SampledFrames | MediaError, start=None) -> Prepared:
-        """Detect, track and crop one decoded video; the result's arrays hold T slots. ``start``: what
-        ``decode`` was given, if anything."""
+    def prepare(self, entry: VideoEntry, sampled: SampledFrames | MediaError) -> Prepared:
+        """Detect, track and crop one decoded video; the result's arrays hold T slots."""
         if isinstance(sampled, MediaError):
-            if start is not None:
-                start.close()
             return failed(entry, sampled)
         try:
-            return self._prepare(base_result(entry), sampled, start)
+            return self._prepare(base_result(entry), sampled)
         except (RuntimeError, ValueError) as exc:   # e.g. a frame size the detector cannot process
             log.debug("processing %s failed", entry.video_id, exc_info=True)
             return failed(entry, RuntimeError(f"processing error: {exc}"))
         finally:
-            if start is not None:
-                start.close()                      # before the buffer it reads goes back to the pool
             self.pool.give(sampled.frames)         # the crops are cut: the frames' buffer can be reused
 
     def run(self, entry: VideoEntry) -> Prepared:
-        """One video on its own (nothing else to overlap with): the coarse search starts on each group of
-        frames as it is decoded, on the core ffmpeg leaves idle; the same boxes as ``prepare(decode())``."""
-        start = self.detector.first_round() if self.perturbation is None else None
-        return self.prepare(entry, self.decode(entry.path, start), start)
+        return self.prepare(entry, self.decode(entry.path))
 
-    def _prepare(self, res: VideoResult, sampled: SampledFrames, start=None) -> Prepared:
+    def _prepare(self, res: VideoResult, sampled: SampledFrames) -> Prepared:
         if self.perturbation is not None:      # a degraded copy of the video, before anything looks at it
             sampled = replace(sampled, frames=self.perturbation.apply(sampled.frames, res.video_id))
         T = self.cfg.frames
@@ -142,7 +133,7 @@ class FaceStage:
         res.timestamp[:k] = sampled.timestamps
         info = sampled.info
         res.info = {"video_frames": info.n_frames, "fps": info.fps, "width": info.width, "height": info.height}
-        dets = self.detector.detect(sampled.frames, start=start)
+        dets = self.detector.detect(sampled.frames)
         track = select_subject(dets, sampled.frames.shape[1:3], self.faces)
         if self.faces.second_look:
             track = second_look(sampled.frames, dets, track, self.detector).track

@@ -30,7 +30,7 @@ _KEEP_TABLE = 160 << 20     # largest summed-area table storage a detector keeps
 # Coarse-first search (FaceConfig.coarse_min_face), measured on the 21 dev clips with its smallest window at 56
 # and at 79 px: it found every confident face of the whole search of at least 56 px but 2 of 458 (both of
 # probability < 0.95); its face sides were 0.84-1.34x the whole search's (~1,000 faces).
-FIRST_GROUP = 4             # frames per group of the first round (a group can start as soon as it is decoded)
+FIRST_GROUP = 4             # frames per group of the coarse search (groups are shared out among the workers)
 _SEED_MARGIN = 1.3          # whole frames are searched down to windows <= the subject's side / this
 _RIVAL = 0.8                # faces searched around: coarse side >= this x the subject's (0.8 < 0.84)
 
@@ -41,8 +41,6 @@ class CoarseSearch:
     def __init__(self, det: FaceDetector):
         self.det = det
         self.kept = threading.local()       # summed-area table storage reused between calls (per thread)
-        self._free: list[torch.Tensor] = []  # and for FirstRound, which other threads fill
-        self._lock = threading.Lock()
 
     def region_pnet(self, table: torch.Tensor, scales: list[float], cores: torch.Tensor, frame: torch.Tensor,
                      smallest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -132,33 +130,21 @@ class CoarseSearch:
     @torch.inference_mode()     # thread-local: worker threads need it too
     def _first(self, table: torch.Tensor, frames, levels: list[float], g: list[int], profile: dict | None):
         """The first round on the consecutive frames ``g``: scaled to the detection size and summed into
-        ``table``, then the coarse search at ``levels`` (``_coarse``). The same work wherever it runs."""
+        ``table`` (on the workers too: done for all frames at once on the calling thread it was a tenth of
+        the detection time with the other core idle), then the coarse search at ``levels`` (``_coarse``)."""
         clock, (a, b) = StageClock(profile, self.det.device), (g[0], g[-1] + 1)
         bx.fill_integral_image(table[a:b], self.det.to_detection_scale(frames[a:b]))
         clock.lap("scale")
         return self._coarse(table, levels, g, profile)
 
-    def _take_table(self, n: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Storage and table for a ``FirstRound``, from the few kept for them (a video decoding ahead fills
-        one while another video's is still being searched); ``_give_table`` returns it."""
-        with self._lock:
-            buf = self._free.pop() if self._free else None
-        return self._table_of(buf, n, h, w, 3, self.det.device)
-
-    def _give_table(self, buf: torch.Tensor) -> None:
-        with self._lock:
-            if len(self._free) < 2 and buf.numel() * buf.element_size() <= _KEEP_TABLE:
-                self._free.append(buf)
-
     def _coarse_groups(self, n: int) -> list[list[int]]:
-        """The coarse search's frame groups: consecutive runs of at most FIRST_GROUP frames on the CPU (so
-        that decoding can hand them over one by one, ``FirstRound``), all frames at once on a device."""
+        """The coarse search's frame groups: consecutive runs of at most FIRST_GROUP frames on the CPU (more
+        groups than workers, so that they share the work out evenly), all frames at once on a device."""
         if self.det.device.type != "cpu":
             return [list(range(n))]
         return [g.tolist() for g in np.array_split(np.arange(n), -(-n // FIRST_GROUP)) if len(g)]
 
-    def detect(self, frames: torch.Tensor, profile: dict | None, start: "FirstRound | None" = None
-               ) -> list[Detections]:
+    def detect(self, frames: torch.Tensor, profile: dict | None) -> list[Detections]:
         """The whole search's boxes for the subject at a fraction of its cost (``coarse_min_face`` > 0).
 
         1. Coarse search: P-Net over whole frames on the pyramid levels whose window is at least
@@ -186,12 +172,8 @@ class CoarseSearch:
         h, w = self.det.detection_size(height, width)
         scales, fine, levels = self._levels(h, w)      # fine: the levels searched only around faces
         groups = self._coarse_groups(n)
-        early = start.result(frames) if start is not None else None   # the first round, run during decoding
-        if early is None:                              # the first round now, group by group on the workers
-            table = self._kept_table(n, h, w)
-            first = self._map(lambda g: self._first(table, frames, levels, g, profile), groups)
-        else:
-            table, first = early
+        table = self._kept_table(n, h, w)
+        first = self._map(lambda g: self._first(table, frames, levels, g, profile), groups)  # group by group
         levels = []
         wide = level_rows([], self.det.device)             # whole-frame P-Net candidates, frames, window sides
         faces: list = []                                # what the coarse search found: (frame, box, prob)
@@ -352,74 +334,4 @@ def _as_detections(faces: list, n: int) -> list[Detections]:
         probs[t].append(prob)
     return [Detections(np.array(b, np.float32).reshape(-1, 4), np.array(p, np.float32),
                        np.zeros((len(p), 5, 2), np.float32)) for b, p in zip(boxes, probs)]
-
-
-class FirstRound:
-    """The coarse search's first round for a video that is still being decoded.
-
-    ``frame(out, k)`` is called once frame k of ``out`` (K, H, W, 3) uint8 is filled, in order. Each group of
-    ``_coarse_groups`` (FIRST_GROUP consecutive frames) is scaled to the detection size, summed into the
-    summed-area table and searched at the coarse levels as soon as its last frame is there, on one worker
-    thread with one torch thread: the core the decoder leaves idle (ffmpeg's noref decoding is one thread's
-    work here: 1.0 CPU second per second of wall at 1080p). ``CoarseSearch.detect(frames, start=this)`` then
-    starts from it. Groups still waiting at the end run there on every worker, as without it; each group is
-    computed exactly as ``detect`` computes it, so the boxes are the same either way (tests/test_faces_coarse.py).
-    """
-
-    def __init__(self, search: CoarseSearch):
-        self.search = search
-        self.out: np.ndarray | None = None
-        self.pool: ThreadPoolExecutor | None = None
-        self.jobs: list = []
-
-    def frame(self, out: np.ndarray, k: int) -> None:
-        if self.out is None:
-            self._begin(out)
-        while len(self.jobs) < len(self.groups) and self.groups[len(self.jobs)][-1] <= k:
-            self.jobs.append(self.pool.submit(self._group, self.groups[len(self.jobs)]))
-
-    def _begin(self, out: np.ndarray) -> None:
-        det = self.search.det
-        n, height, width = out.shape[:3]
-        h, w = det.detection_size(height, width)
-        self.out = out
-        self.buf, self.table = self.search._take_table(n, h, w)
-        self.groups = self.search._coarse_groups(n)
-        self.levels = self.search._levels(h, w)[2]
-        self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,),
-                                       thread_name_prefix="first-round")
-
-    def _group(self, g: list[int]):
-        return self.search._first(self.table, self.out, self.levels, g, None)
-
-    def result(self, frames: torch.Tensor) -> tuple | None:
-        """(the frames' summed-area table at the detection scale, the first round per group), or None when these
-        are not the frames it saw (a file that ended early delivers fewer: the caller starts afresh). The
-        table is valid until ``close``."""
-        if self.pool is None:
-            return None
-        late = [i for i, job in enumerate(self.jobs) if job.cancel()]       # not started: run them wide
-        if len(self.jobs) < len(self.groups) or len(frames) != len(self.out):
-            self._stop()
-            return None
-        found = [None if i in late else job.result() for i, job in enumerate(self.jobs)]
-        self._stop()
-        redo = self.search._map(self._group, [self.groups[i] for i in late])
-        for i, part in zip(late, redo):
-            found[i] = part
-        return self.table, found
-
-    def _stop(self) -> None:
-        if self.pool is not None:
-            for job in self.jobs:
-                job.cancel()
-            self.pool.shutdown(wait=True)       # after the group it is on
-            self.pool = None
-
-    def close(self) -> None:
-        """Once the video's detection is done (or abandoned): the worker stops, the table goes back."""
-        self._stop()
-        if self.out is not None:
-            self.search._give_table(self.buf)
-            self.out = self.buf = self.table = None
 

@@ -258,27 +258,10 @@ class FaceDetector:
 
     # ---- public --------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def first_round(self):
-        """Something to hand frames to while they are decoded (``frame(out, k)``; give it to ``detect`` as
-        ``start``): the coarse search's first round then runs on the core the decoder leaves idle. None when
-        the whole search is configured (it has no first round to start early)."""
-        if self.cfg.coarse_min_face <= self.cfg.min_face:
-            return None
-        from stages.faces.coarse import FirstRound
-        return FirstRound(self._coarse_search())
-
-    def _coarse_search(self):
-        if self._coarse is None:
-            from stages.faces.coarse import CoarseSearch
-            self._coarse = CoarseSearch(self)
-        return self._coarse
-
-    def detect(self, frames, profile: dict | None = None, start=None) -> list[Detections]:
+    def detect(self, frames, profile: dict | None = None) -> list[Detections]:
         """frames (B, H, W, 3) uint8 RGB, numpy or torch, any device -> B Detections in input pixels.
 
         With ``cfg.coarse_min_face`` the frames are one video's: see ``stages.faces.coarse.CoarseSearch``.
-
-        ``start``: a ``first_round()`` that saw these frames being decoded.
 
         ``profile``: a dict to which seconds per stage (scale, pnet, rnet, onet) and candidate counts are
         added (the benchmark uses it; CUDA is synchronised at each stage boundary only then).
@@ -289,7 +272,10 @@ class FaceDetector:
             return []
         h, w = self.detection_size(height, width)
         if self.cfg.coarse_min_face > self.cfg.min_face:
-            return self._coarse_search().detect(frames, profile, start)
+            if self._coarse is None:
+                from stages.faces.coarse import CoarseSearch
+                self._coarse = CoarseSearch(self)
+            return self._coarse.detect(frames, profile)
         if self.chunk_bytes is None:          # device: as many frames per pass as ~100 MB of tables allow
             group = max(1, _GROUP_PIXELS // (h * w))
         else:                                 # CPU: as many as keep P-Net's first layer output in cache
