@@ -41,13 +41,14 @@ from features import schema
 from stages.faces.config import Detections, FaceConfig
 from stages.faces.crop import square_window
 from stages.faces.detector import FaceDetector
-from stages.faces.track import Track, _area, _clamp_centre, _iou, _match, centre_distance, smooth_boxes
+from stages.faces.track import (SIZE_RATIO, Track, _area, _clamp_centre, _iou, _match, centre_distance,
+                               smooth_boxes)
 
 SECOND_LOOK = -2        # Track.chosen of a frame found by the second look (not an index into its Detections)
 SIZE = 160              # region side in pixels after resizing: a face of about SIZE / region px (64 at 2.5)
 _ONE_SIDED = 1.2        # region x this when the gap is at one end of the track (the box is held, not moved)
 _THRESHOLDS = (0.5, 0.5)    # P-Net, R-Net inside the region (the first search's 0.6, 0.7 gained nothing)
-_SIZE_RATIO = 1.6       # a face taken has a side within [1/r, r] x the predicted box's side
+_SIZE_RATIO = SIZE_RATIO  # a face taken has a side within [1/r, r] x the predicted box's side (the tracker's)
 _ANCHOR_PROB = 0.9      # a subject never seen this confidently needs a confirming look first
 _ROUNDS = 4             # new finds become anchors for the gaps left
 _BLUR = 1.0             # Gaussian sigma (region pixels) against the noise the exposure lifts

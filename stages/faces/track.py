@@ -10,12 +10,14 @@ Which face is the subject (``FaceConfig.subject``, issue 18):
 
 - ``track`` (the default): every confident face seeds a candidate track, followed forwards and backwards from
   its frame, and each frame's faces are compared with the track's last two boxes (the latest first), so a
-  one-frame head jerk does not break the track: the frame after it still continues the frame before it. The
-  track with the largest sum of box sides (square root of the area) over the frames it covers is the
-  subject (ties: the larger seed). A confident one-frame false positive, however large, loses to a face seen
-  in most frames; of two people seen throughout, the larger one wins. On the 21 dev clips (16 frames each)
-  the subject is found in 333 of 336 frames against 304 for ``largest`` (README, "Subject"). A subject lost
-  in many frames of a degraded copy can lose to a similar-sized face found in more of them, which the
+  one-frame head jerk does not break the track: the frame after it still continues the frame before it; only
+  a face of a like size (SIZE_RATIO) continues it. The track with the largest weight is the subject (ties:
+  the larger seed): the sum of its box sides (square root of the area) where it was found, plus the sides
+  interpolated over its gaps of at most MAX_GAP frames (``_span_score``). A confident one-frame false
+  positive, however large, loses to a face seen in most frames; of two people seen throughout, the larger
+  one wins, also when dim light hides it in a few frames. On the 21 dev clips (16 frames each) the subject
+  is found in 333 of 336 frames against 304 for ``largest`` (README, "Subject"). A subject lost for long
+  stretches of a degraded copy can lose to a similar-sized face found in more frames, which the
   largest-face rule would not do.
 - ``largest``: the rule before issue 18: the largest confident face, followed from its last box only.
 """
