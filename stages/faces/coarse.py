@@ -30,7 +30,6 @@ _KEEP_TABLE = 160 << 20     # largest summed-area table storage a detector keeps
 # Coarse-first search (FaceConfig.coarse_min_face), measured on the 21 dev clips with its smallest window at 56
 # and at 79 px: it found every confident face of the whole search of at least 56 px but 2 of 458 (both of
 # probability < 0.95); its face sides were 0.84-1.34x the whole search's (~1,000 faces).
-FIRST_GROUP = 4             # frames per group of the coarse search (groups are shared out among the workers)
 _SEED_MARGIN = 1.3          # whole frames are searched down to windows <= the subject's side / this
 _RIVAL = 0.8                # faces searched around: coarse side >= this x the subject's (0.8 < 0.84)
 
@@ -97,52 +96,21 @@ class CoarseSearch:
             found.append((cand[keep], where[keep], scale))
         return level_rows(found, self.det.device)
 
-    def _levels(self, h: int, w: int) -> tuple[list[float], list[float], list[float]]:
-        """The pyramid's scales for h x w detection frames, split into the levels searched only around faces
-        (windows under ``coarse_min_face``) and those of the coarse search."""
-        cfg = self.det.cfg
-        scales = bx.pyramid_scales(h, w, cfg.min_face, cfg.scale_factor)
-        k = sum(12.0 / s < cfg.coarse_min_face * (1 - 1e-6) for s in scales)
-        return scales, scales[:k], scales[k:]
-
-    @staticmethod
-    def _table_of(buf: torch.Tensor | None, n: int, h: int, w: int, c: int, device: torch.device
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(storage, its (n, h+1, w+1, c) summed-area table view with zero borders): ``buf`` if it fits,
-        else new storage."""
+    def _integral_image(self, images: torch.Tensor) -> torch.Tensor:
+        """``bx.integral_image`` into storage kept between calls (per thread, up to _KEEP_TABLE bytes): the
+        first touch of a fresh 100 MB table (16 frames at 960x540) cost as much as filling it here."""
+        bsz, h, w, c = images.shape
         dtype = torch.int32 if 255 * h * w < 2 ** 31 else torch.int64
-        need = n * (h + 1) * (w + 1) * c
-        if buf is None or buf.numel() < need or buf.dtype != dtype or buf.device != device:
-            buf = torch.empty(need, dtype=dtype, device=device)
-        table = buf[:need].view(n, h + 1, w + 1, c)
+        need = bsz * (h + 1) * (w + 1) * c
+        buf = getattr(self.kept, "table", None)
+        if buf is None or buf.numel() < need or buf.dtype != dtype or buf.device != images.device:
+            buf = torch.empty(need, dtype=dtype, device=images.device)
+            if need * buf.element_size() <= _KEEP_TABLE:
+                self.kept.table = buf
+        table = buf[:need].view(bsz, h + 1, w + 1, c)
         table[:, 0] = 0
         table[:, :, 0] = 0
-        return buf, table
-
-    def _kept_table(self, n: int, h: int, w: int) -> torch.Tensor:
-        """A summed-area table in storage kept between calls (per thread, up to _KEEP_TABLE bytes): the
-        first touch of a fresh 100 MB table (16 frames at 960x540) cost as much as filling it here."""
-        buf, table = self._table_of(getattr(self.kept, "table", None), n, h, w, 3, self.det.device)
-        if buf.numel() * buf.element_size() <= _KEEP_TABLE:
-            self.kept.table = buf
-        return table
-
-    @torch.inference_mode()     # thread-local: worker threads need it too
-    def _first(self, table: torch.Tensor, frames, levels: list[float], g: list[int], profile: dict | None):
-        """The first round on the consecutive frames ``g``: scaled to the detection size and summed into
-        ``table`` (on the workers too: done for all frames at once on the calling thread it was a tenth of
-        the detection time with the other core idle), then the coarse search at ``levels`` (``_coarse``)."""
-        clock, (a, b) = StageClock(profile, self.det.device), (g[0], g[-1] + 1)
-        bx.fill_integral_image(table[a:b], self.det.to_detection_scale(frames[a:b]))
-        clock.lap("scale")
-        return self._coarse(table, levels, g, profile)
-
-    def _coarse_groups(self, n: int) -> list[list[int]]:
-        """The coarse search's frame groups: consecutive runs of at most FIRST_GROUP frames on the CPU (more
-        groups than workers, so that they share the work out evenly), all frames at once on a device."""
-        if self.det.device.type != "cpu":
-            return [list(range(n))]
-        return [g.tolist() for g in np.array_split(np.arange(n), -(-n // FIRST_GROUP)) if len(g)]
+        return bx.fill_integral_image(table, images)
 
     def detect(self, frames: torch.Tensor, profile: dict | None) -> list[Detections]:
         """The whole search's boxes for the subject at a fraction of its cost (``coarse_min_face`` > 0).
@@ -169,12 +137,14 @@ class CoarseSearch:
         cfg = self.det.cfg
         clock = StageClock(profile, self.det.device)
         n, height, width = frames.shape[:3]
-        h, w = self.det.detection_size(height, width)
-        scales, fine, levels = self._levels(h, w)      # fine: the levels searched only around faces
-        groups = self._coarse_groups(n)
-        table = self._kept_table(n, h, w)
-        first = self._map(lambda g: self._first(table, frames, levels, g, profile), groups)  # group by group
-        levels = []
+        images = self.det.to_detection_scale(frames)
+        h, w = images.shape[1:3]
+        table = self._integral_image(images)
+        clock.lap("scale")
+        groups = self._frame_groups(list(range(n)))
+        scales = bx.pyramid_scales(h, w, cfg.min_face, cfg.scale_factor)
+        k = sum(12.0 / s < cfg.coarse_min_face * (1 - 1e-6) for s in scales)
+        fine, levels = scales[:k], scales[k:]          # fine: the levels searched only around faces
         wide = level_rows([], self.det.device)             # whole-frame P-Net candidates, frames, window sides
         faces: list = []                                # what the coarse search found: (frame, box, prob)
         # targets[t]: (x1, y1, x2, y2, smallest window, core growth) per face searched around, in detection
@@ -183,9 +153,8 @@ class CoarseSearch:
         dets = [Detections.empty()] * n
         track = None
         for _ in range(4 * len(scales) + 8):          # rounds: two to four are the rule
-            if levels or first:                         # (more of) the coarse search
-                found = first or self._map(lambda g: self._coarse(table, levels, g, profile), groups)
-                first = None
+            if levels:                                  # (more of) the coarse search
+                found = self._map(lambda g: self._coarse(table, levels, g, profile), groups)
                 wide = tuple(torch.cat(x) for x in zip(wide, *(f[:3] for f in found)))
                 faces += [face for f in found for face in f[3]]
                 levels = []
@@ -252,12 +221,10 @@ class CoarseSearch:
         return [g.tolist() for g in np.array_split(np.asarray(frames, dtype=np.int64), max(parts, 1)) if len(g)]
 
     def _map(self, fn, groups: list) -> list:
-        """fn over groups, on the CPU always on worker threads with one torch thread each (at most as many
-        as the caller's torch threads), so a group's numbers do not depend on where it ran (see detect)."""
-        if self.det.device.type != "cpu":
+        """fn over groups: on worker threads with one torch thread each when there are several (see detect)."""
+        if len(groups) <= 1:
             return [fn(g) for g in groups]
-        with ThreadPoolExecutor(max(1, min(len(groups), torch.get_num_threads())), initializer=torch.set_num_threads,
-                                initargs=(1,)) as pool:
+        with ThreadPoolExecutor(len(groups), initializer=torch.set_num_threads, initargs=(1,)) as pool:
             return list(pool.map(fn, groups))
 
     @torch.inference_mode()     # thread-local: worker threads need it too
@@ -334,4 +301,3 @@ def _as_detections(faces: list, n: int) -> list[Detections]:
         probs[t].append(prob)
     return [Detections(np.array(b, np.float32).reshape(-1, 4), np.array(p, np.float32),
                        np.zeros((len(p), 5, 2), np.float32)) for b, p in zip(boxes, probs)]
-
