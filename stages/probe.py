@@ -231,6 +231,10 @@ def _h264_outputs(path: Path, timeout: float) -> tuple[str, str, str, str] | Non
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 pass_fds=[w for _, w in pipes])
+    except OSError:
+        for r, _ in pipes:
+            os.close(r)
+        raise
     finally:
         for _, w in pipes:
             os.close(w)
